@@ -1,0 +1,121 @@
+"""The `kotune` command: the pipeline's steps on single files, scoring, and chat."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kotune.errors import KotuneError, run_cli
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from kotune.files import write_jsonl
+    from kotune.ingest import ingest
+
+    options = json.loads(args.options) if args.options else {}
+    records, stats = ingest(args.format, args.inputs, options)
+    write_jsonl(args.output, records)
+    print(json.dumps(stats, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from kotune.cleaning import clean_conversations
+    from kotune.config import CleanConfig, load_config
+    from kotune.files import read_jsonl, write_jsonl
+    from kotune.records import check_record
+
+    cfg = load_config(args.params).clean if Path(args.params).is_file() else CleanConfig()
+    records = []
+    for lineno, record in read_jsonl(args.input):
+        check_record(record, f"{args.input}:{lineno}")
+        records.append(record)
+    kept, stats = clean_conversations(records, cfg)
+    write_jsonl(args.output, kept)
+    print(json.dumps(stats, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from kotune.errors import DataError
+    from kotune.files import read_jsonl
+    from kotune.scoring import score
+
+    predictions, references = [], []
+    for lineno, row in read_jsonl(args.input):
+        for key in ("prediction", "reference"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"{args.input}:{lineno}: missing field '{key}' (a string)")
+        predictions.append(row["prediction"])
+        references.append(row["reference"])
+    if not predictions:
+        raise DataError(f"{args.input}: no lines to score")
+    print(json.dumps(score(predictions, references), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from kotune.chat import ChatSession, load_chat_model, run_chat
+    from kotune.config import GenerationConfig
+
+    model, tokenizer, settings = load_chat_model(args.adapter, args.quantization, args.device)
+    gen = GenerationConfig(**settings["generation"])
+    if args.max_new_tokens:
+        gen = replace(gen, max_new_tokens=args.max_new_tokens)
+    if args.sample:
+        gen = replace(gen, do_sample=True)
+    run_chat(ChatSession(model, tokenizer, settings, gen))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kotune", description="Korean persona chatbots: data steps, scoring and chat."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="parse input files into conversation JSONL (the ingest stage)")
+    p.add_argument("--format", required=True, help="input format, e.g. mencius")
+    p.add_argument("--options", help="format options as JSON, e.g. '{\"me\": \"준호\"}'")
+    p.add_argument("inputs", nargs="+", type=Path, help="input files or folders")
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("clean", help="normalise, filter and dedupe conversations (the clean stage)")
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--params", default="params.yaml", help="take clean settings from this file if it exists")
+    p.set_defaults(run=cmd_clean)
+
+    p = sub.add_parser("score", help="ROUGE/BLEU/chrF of {prediction, reference} JSONL lines")
+    p.add_argument("input", type=Path)
+    p.set_defaults(run=cmd_score)
+
+    p = sub.add_parser("chat", help="chat with an exported adapter in the terminal")
+    p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
+    p.add_argument("--quantization", choices=["none", "nf4", "int8"], help="override the profile's")
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.set_defaults(run=cmd_chat)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+
+    def run() -> int:
+        try:
+            return args.run(args)
+        except json.JSONDecodeError as error:
+            raise KotuneError(f"--options is not valid JSON: {error.msg}") from None
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""The one typed schema for params.yaml: a dataclass per section, checked at load.
+
+Unknown keys, wrong types, missing values and bad ranges fail before any work, with a message
+naming the key (`train.lora.r must be > 0, got 0`). `python -m kotune.config compose` writes
+params.yaml from conf/ exactly as `dvc exp run` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kotune.errors import ConfigError
+
+FORMATS = ("mencius",)
+PROMPT_FORMATS = ("koalpaca",)
+FAMILIES = ("gpt_neox", "llama", "qwen2")
+
+
+def _num(default: Any, **bounds: float) -> Any:
+    """A field with range bounds: gt, ge, lt, le (checked by `_build`)."""
+    return field(default=default, metadata=bounds)
+
+
+# ---------------------------------------------------------------------------- persona
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = _num(128, gt=0)
+    do_sample: bool = False  # greedy by default: evaluation is reproducible
+    temperature: float = _num(0.7, gt=0)
+    top_p: float = _num(0.9, gt=0, le=1)
+    repetition_penalty: float = _num(1.1, gt=0)
+
+
+@dataclass(frozen=True)
+class DataSourceConfig:
+    format: Literal["mencius"]
+    path: str  # a file or a folder under data/raw/<persona>/
+    options: dict[str, Any] = field(default_factory=dict)  # checked by the format's parser
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    name: str
+    data: DataSourceConfig
+    system_prompt: str
+    stop_patterns: list[str]
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ScratchModelConfig:
+    """Shape of the embedded tiny GPT-NeoX (the Polyglot-ko architecture)."""
+
+    vocab_size: int = _num(8000, ge=300)
+    hidden_size: int = _num(256, gt=0)
+    num_layers: int = _num(4, gt=0)
+    num_heads: int = _num(4, gt=0)
+    intermediate_size: int = _num(1024, gt=0)
+    max_position_embeddings: int = _num(1024, gt=0)
+    rotary_pct: float = _num(0.5, gt=0, le=1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    source: Literal["scratch", "hub", "local"]
+    family: Literal["gpt_neox", "llama", "qwen2"]
+    prompt_format: Literal["koalpaca"]
+    hub_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    lora_targets: list[str] = field(default_factory=lambda: ["auto"])
+    scratch: ScratchModelConfig | None = None
+
+
+# ---------------------------------------------------------------------------- gpu profile
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    name: str
+    device: Literal["cpu", "cuda"]
+    quantization: Literal["nf4", "none"]  # nf4: QLoRA (4-bit base); none: plain LoRA
+    double_quant: bool
+    compute_dtype: Literal["float32", "bfloat16", "float16"]
+    micro_batch_size: int = _num(1, gt=0)
+    gradient_checkpointing: bool = False
+    optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    num_processes: int = _num(1, gt=0)
+    chat_quantization: Literal["none", "nf4", "int8"] = "none"
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    normalization: Literal["NFC", "NFKC"] = "NFC"
+    min_chars: int = _num(1, ge=1)
+    max_chars: int = _num(2000, gt=0)
+    dedupe: bool = True
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    test_fraction: float = _num(0.1, gt=0, lt=1)
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The scratch model's tokenizer and warm-up (ignored for hub/local models)."""
+
+    seed: int = 0
+    tokenizer_min_frequency: int = _num(2, ge=1)
+    seq_len: int = _num(128, gt=1)
+    batch_size: int = _num(16, gt=0)
+    steps: int = _num(300, ge=0)
+    lr: float = _num(1e-3, gt=0)
+    warmup_steps: int = _num(20, ge=0)
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    max_seq_len: int = _num(512, gt=16)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = _num(8, gt=0)
+    alpha: int = _num(16, gt=0)
+    dropout: float = _num(0.05, ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 42
+    lr: float = _num(2e-4, gt=0)
+    epochs: float = _num(3.0, gt=0)
+    max_steps: int = _num(-1, ge=-1)
+    effective_batch_size: int = _num(8, gt=0)
+    eval_steps: int = _num(50, gt=0)
+    logging_steps: int = _num(10, gt=0)
+    early_stopping_patience: int = _num(2, ge=0)
+    early_stopping_threshold: float = _num(0.001, ge=0)
+    warmup_ratio: float = _num(0.03, ge=0, lt=1)
+    weight_decay: float = _num(0.0, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    max_grad_norm: float = _num(1.0, gt=0)
+    resume: bool = True
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = _num(8, gt=0)
+    max_examples: int = _num(0, ge=0)  # 0: every test example
+
+
+@dataclass(frozen=True)
+class Config:
+    persona: PersonaConfig
+    model: ModelConfig
+    gpu: GpuConfig
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    @property
+    def grad_accum_steps(self) -> int:
+        """Accumulation that keeps the persona's effective batch on this GPU profile."""
+        per_step = self.gpu.micro_batch_size * self.gpu.num_processes
+        return self.train.effective_batch_size // per_step
+
+
+def _check_cross(cfg: Config) -> None:
+    per_step = cfg.gpu.micro_batch_size * cfg.gpu.num_processes
+    if cfg.train.effective_batch_size % per_step:
+        raise ConfigError(
+            f"train.effective_batch_size ({cfg.train.effective_batch_size}) must be a multiple of "
+            f"gpu.micro_batch_size × gpu.num_processes ({cfg.gpu.micro_batch_size} × "
+            f"{cfg.gpu.num_processes} = {per_step})"
+        )
+    model = cfg.model
+    if model.source == "scratch" and model.scratch is None:
+        raise ConfigError("model.scratch is required when model.source is 'scratch'")
+    if model.source == "hub" and not model.hub_id:
+        raise ConfigError("model.hub_id is required when model.source is 'hub'")
+    if model.source == "local" and not model.path:
+        raise ConfigError("model.path is required when model.source is 'local'")
+    if model.scratch is not None and model.scratch.hidden_size % model.scratch.num_heads:
+        raise ConfigError(
+            f"model.scratch.hidden_size ({model.scratch.hidden_size}) must be divisible by "
+            f"model.scratch.num_heads ({model.scratch.num_heads})"
+        )
+    if cfg.gpu.device == "cpu" and cfg.gpu.compute_dtype == "float16":
+        raise ConfigError("gpu.compute_dtype float16 is not supported on gpu.device cpu")
+
+
+# ---------------------------------------------------------------------------- the builder
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}")
+        return [_convert(item_type, item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {_type_name(tp)} at {key}")
+
+
+_BOUNDS = {
+    "gt": (lambda v, b: v > b, ">"),
+    "ge": (lambda v, b: v >= b, ">="),
+    "lt": (lambda v, b: v < b, "<"),
+    "le": (lambda v, b: v <= b, "<="),
+}
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'params'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]} (known keys of {prefix or 'params'}: "
+            f"{', '.join(fields)})"
+        )
+    values = {}
+    for name, spec in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in data:
+            no_default = (
+                spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+            )
+            if no_default:
+                raise ConfigError(f"missing key {key}")
+            continue
+        value = _convert(hints[name], data[name], key)
+        for bound, limit in spec.metadata.items():
+            test, sign = _BOUNDS[bound]
+            if value is not None and not test(value, limit):
+                raise ConfigError(f"{key} must be {sign} {limit}, got {value}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse_config(data: Any) -> Config:
+    """Build and check a Config from a plain mapping (params.yaml's content)."""
+    cfg = _build(Config, data, "")
+    _check_cross(cfg)
+    return cfg
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the project root)") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def to_dict(section: Any) -> dict[str, Any]:
+    """A section back to plain data (for manifests and model cards)."""
+    return dataclasses.asdict(section)
+
+
+# ---------------------------------------------------------------------------- composition
+
+
+def compose(overrides: list[str] | None = None, conf_dir: str | Path = "conf") -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides, as `dvc exp run -S …` does, into plain data."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_object(cfg)
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m kotune.config")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_compose = sub.add_parser("compose", help="write params.yaml from conf/ (as dvc exp run)")
+    p_compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. persona=mencius")
+    p_compose.add_argument("--conf", default="conf")
+    p_compose.add_argument("--out", default="params.yaml")
+    p_check = sub.add_parser("check", help="validate a params file")
+    p_check.add_argument("path", nargs="?", default="params.yaml")
+    args = parser.parse_args()
+    if args.command == "compose":
+        from dvc.utils.hydra import compose_and_dump
+
+        data = compose(args.overrides, args.conf)
+        parse_config(data)  # refuse to write a params.yaml that would not load
+        compose_and_dump(args.out, str(Path(args.conf).resolve()), None, "config", ".", args.overrides)
+        print(f"wrote {args.out}")
+    else:
+        load_config(args.path)
+        print(f"{args.path}: ok")
+
+
+if __name__ == "__main__":
+    from kotune.errors import run_cli
+
+    run_cli(_main)

@@ -1,0 +1,102 @@
+"""The evaluate step: eval_loss/perplexity on the test split, then generated answers scored
+against the references with Korean-aware metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from kotune.config import Config
+from kotune.generation import generate_answers
+from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
+from kotune.prompting import get_format, stop_patterns
+from kotune.records import training_examples
+from kotune.scoring import score
+from kotune.tokenizing import IGNORE_INDEX, fit_prompt
+
+
+def load_adapted_model(cfg: Config, base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
+    """The base as it was trained (same quantization) with the adapter on top, in eval mode."""
+    from peft import PeftModel
+
+    location, revision = base_location(base_dir, read_manifest(base_dir))
+    tokenizer = load_tokenizer(location, revision)
+    model = load_model(
+        location,
+        revision,
+        quantization=cfg.gpu.quantization,
+        compute_dtype=cfg.gpu.compute_dtype,
+        device=cfg.gpu.device,
+        attention=cfg.gpu.attention,
+        double_quant=cfg.gpu.double_quant,
+    )
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    model.eval()
+    return model, tokenizer
+
+
+def token_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int) -> float:
+    """Mean loss per answer token (every token weighs the same, whatever its batch)."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq
+
+    collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = collate(
+                [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows[start : start + batch_size]]
+            )
+            batch = {k: v.to(device) for k, v in batch.items()}
+            n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            total += model(**batch).loss.item() * n
+            count += n
+    return total / count
+
+
+def evaluate_adapter(
+    cfg: Config,
+    base_dir: Path,
+    adapter_dir: Path,
+    test_rows: list[dict[str, Any]],
+    test_records: list[dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics for metrics/eval.json and one prediction row per test example."""
+    model, tokenizer = load_adapted_model(cfg, base_dir, adapter_dir)
+    loss = token_loss(model, tokenizer, test_rows, cfg.evaluate.batch_size)
+
+    fmt = get_format(cfg.model.prompt_format)
+    stops = stop_patterns(fmt, cfg.persona.stop_patterns)
+    gen = cfg.persona.generation
+    budget = model.config.max_position_embeddings - gen.max_new_tokens
+    examples = [e for r in test_records for e in training_examples(r)]
+    if cfg.evaluate.max_examples:
+        examples = examples[: cfg.evaluate.max_examples]
+    prompts, kept, skipped = [], [], 0
+    for example in examples:
+        ids, _ = fit_prompt(tokenizer, fmt, cfg.persona.system_prompt, example["context"], budget)
+        if ids is None:
+            skipped += 1
+            continue
+        prompts.append(ids)
+        kept.append(example)
+    answers = generate_answers(model, tokenizer, prompts, gen, stops, cfg.evaluate.batch_size)
+    predictions = [
+        {
+            "id": example["id"],
+            "prompt": tokenizer.decode(ids),
+            "reference": example["answer"],
+            "prediction": answer,
+        }
+        for example, ids, answer in zip(kept, prompts, answers, strict=True)
+    ]
+    metrics = {
+        "eval_loss": round(loss, 5),
+        "perplexity": round(math.exp(loss), 3),
+        "skipped_prompt_too_long": skipped,
+        "empty_predictions": sum(1 for a in answers if not a),
+        **score(answers, [e["answer"] for e in kept]),
+    }
+    return metrics, predictions

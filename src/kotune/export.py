@@ -1,0 +1,139 @@
+"""The export step: a self-contained adapter folder that `kotune chat` loads alone.
+
+models/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer, kotune.json
+(base and revision or bundled path, prompt format, persona, stops, generation), README.md (the
+model card) and manifest.json (sha256 of every file, git commit, data hashes). A scratch base
+is bundled under base/ since no hub holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from kotune.config import Config, to_dict
+from kotune.files import sha256_tree
+from kotune.modeling.loading import MANIFEST, read_manifest
+from kotune.prompting import get_format, stop_patterns
+
+SETTINGS = "kotune.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def chat_settings(cfg: Config, base_manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything chat needs besides the weights: what kotune.json holds."""
+    fmt = get_format(cfg.model.prompt_format)
+    if base_manifest["source"] == "scratch":
+        base = {"source": "bundled", "path": "base"}
+    elif base_manifest["source"] == "local":
+        base = {"source": "local", "path": base_manifest["path"]}
+    else:
+        base = {"source": "hub", "hub_id": base_manifest["hub_id"], "revision": base_manifest["revision"]}
+    return {
+        "persona": cfg.persona.name,
+        "base": {**base, "name": cfg.model.name, "family": cfg.model.family},
+        "prompt_format": fmt.name,
+        "system_prompt": cfg.persona.system_prompt,
+        "stop_patterns": stop_patterns(fmt, cfg.persona.stop_patterns),
+        "generation": to_dict(cfg.persona.generation),
+        "chat_quantization": cfg.gpu.chat_quantization,
+        "compute_dtype": cfg.gpu.compute_dtype,
+        "device": cfg.gpu.device,
+    }
+
+
+def model_card(cfg: Config, settings: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> str:
+    train, evaluation, split = metrics["train"], metrics["eval"], metrics["split"]
+    base = settings["base"]
+    base_line = (
+        f"`{base['hub_id']}` at revision `{base['revision']}`"
+        if base["source"] == "hub"
+        else f"`{base['name']}` ({base['source']}, `{base['path']}`)"
+    )
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(evaluation.items()))
+    lora = cfg.train.lora
+    return f"""# kotune adapter: {cfg.persona.name}
+
+A LoRA adapter that makes {base_line} answer as the `{cfg.persona.name}` persona.
+Trained by kotune's DVC pipeline ({'4-bit NF4 QLoRA' if cfg.gpu.quantization == 'nf4' else 'LoRA'},
+profile `{cfg.gpu.name}`).
+
+## Use
+
+```
+kotune chat --adapter <this folder>
+```
+
+## Data
+
+- format `{cfg.persona.data.format}` from `{cfg.persona.data.path}`
+- {split['train_conversations']} training and {split['test_conversations']} test conversations
+  ({split['train_examples']} / {split['test_examples']} examples), split by conversation
+  (seed {cfg.split.seed})
+
+## Training
+
+- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets `{train['lora_targets']}`
+- trainable parameters: {train['trainable_params']:,} ({train['trainable_percent']}%)
+- learning rate {cfg.train.lr}, effective batch {cfg.train.effective_batch_size}
+  (micro-batch {cfg.gpu.micro_batch_size} × accumulation {train['grad_accum_steps']})
+- best checkpoint: `{train['best_checkpoint']}` (eval_loss {train['best_eval_loss']}),
+  {train['global_step']} of {train['planned_steps']} planned steps, stopped early: {train['stopped_early']}
+
+## Evaluation (test split)
+
+ROUGE and BLEU on Kiwi morphemes, chrF on characters, all 0–100.
+
+| metric | value |
+|---|---|
+{rows}
+
+## Prompt
+
+Format `{settings['prompt_format']}`; generation stops at {', '.join(repr(s) for s in settings['stop_patterns'])}.
+"""
+
+
+def export_adapter(
+    cfg: Config,
+    checkpoint_dir: Path,
+    base_dir: Path,
+    data_files: list[Path],
+    metrics: dict[str, dict[str, Any]],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Write the adapter folder into `out_dir` (a fresh, empty path)."""
+    base_manifest = read_manifest(base_dir)
+    out_dir.mkdir(parents=True)
+    for name in ADAPTER_FILES:
+        shutil.copy2(checkpoint_dir / name, out_dir / name)
+    if base_manifest["source"] == "scratch":
+        shutil.copytree(base_dir, out_dir / "base")
+    tokenizer_files = [p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))]
+    for path in tokenizer_files:
+        shutil.copy2(path, out_dir / path.name)
+    settings = chat_settings(cfg, base_manifest)
+    (out_dir / SETTINGS).write_text(json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text(model_card(cfg, settings, metrics), encoding="utf-8")
+    manifest = {
+        "files": sha256_tree(out_dir),
+        "git_commit": git_commit(),
+        "best_checkpoint": checkpoint_dir.name,
+        "base_fingerprint": base_manifest["fingerprint"],
+        "data": {p.as_posix(): sha256_tree(p) for p in data_files},
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return {"files": len(manifest["files"]) + 1}

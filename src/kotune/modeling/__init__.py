@@ -1,0 +1,1 @@
+"""Model building and loading (torch, transformers and bitsandbytes are imported only here)."""

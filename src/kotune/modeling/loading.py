@@ -1,0 +1,87 @@
+"""Loading a base model and tokenizer: the one place train, evaluate, export and chat use.
+
+A base is named by `models/base/manifest.json`: the scratch model's own folder, a local path,
+or a hub id with a pinned revision (read from the local Hugging Face cache; never downloaded
+at run time here).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kotune.errors import KotuneError
+from kotune.files import read_json
+
+MANIFEST = "manifest.json"
+
+
+def read_manifest(base_dir: str | Path) -> dict[str, Any]:
+    path = Path(base_dir) / MANIFEST
+    if not path.is_file():
+        raise KotuneError(f"{path}: not found (run `dvc repro base` first)")
+    return read_json(path)
+
+
+def base_location(base_dir: str | Path, manifest: dict[str, Any]) -> tuple[str, str | None]:
+    """(name or path, revision) to pass to from_pretrained for this base."""
+    if manifest["source"] == "scratch":
+        return str(base_dir), None
+    if manifest["source"] == "local":
+        return manifest["path"], None
+    return manifest["hub_id"], manifest.get("revision")
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def device_map(device: str) -> dict[str, Any]:
+    """Every layer on one device: the CPU, or this process's GPU under torchrun/accelerate."""
+    if device == "cpu":
+        return {"": "cpu"}
+    return {"": int(os.environ.get("LOCAL_RANK", 0))}
+
+
+def load_tokenizer(location: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+    if tokenizer.pad_token_id is None:  # Polyglot/Llama ship none: pad with eos, masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    location: str,
+    revision: str | None,
+    *,
+    quantization: str,
+    compute_dtype: str,
+    device: str,
+    attention: str = "sdpa",
+    double_quant: bool = True,
+) -> Any:
+    """The base model in `quantization` (nf4: 4-bit NF4, int8, none) on `device`."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = torch_dtype(compute_dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention}
+    if quantization == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype if device == "cuda" else None,
+        )
+    elif quantization == "int8":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    elif quantization != "none":
+        raise KotuneError(f"unknown quantization '{quantization}' (nf4, int8, none)")
+    return AutoModelForCausalLM.from_pretrained(
+        location, revision=revision, device_map=device_map(device), **kwargs
+    )

@@ -1,0 +1,1 @@
+"""Training: QLoRA / LoRA adapters on a base model."""

@@ -1,0 +1,36 @@
+"""Stage base: the model LoRA adapts. Scratch: tokenizer + tiny GPT-NeoX trained on the train
+split; hub/local: the pinned revision and file hashes of existing weights.
+
+    python stages/base.py data/processed/train.jsonl --out models/base --metrics metrics/base.json
+
+Reads params `model`, `base` and `persona` (system prompt, learned as words by the tokenizer).
+"""
+
+import argparse
+from pathlib import Path
+
+import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
+from kotune.config import Config, load_config
+from kotune.errors import run_cli
+from kotune.files import atomic_path, read_jsonl, write_json
+from kotune.modeling.base import build_scratch_base, pin_pretrained_base
+
+
+def main(cfg: Config, train: Path, out: Path, metrics: Path) -> None:
+    with atomic_path(out) as tmp:
+        if cfg.model.source == "scratch":
+            records = [record for _, record in read_jsonl(train)]
+            stats = build_scratch_base(records, cfg, tmp)
+        else:
+            stats = pin_pretrained_base(cfg, tmp)
+    write_json(metrics, {"source": cfg.model.source, **stats})
+    print(f"base: {cfg.model.name} ({cfg.model.source}) in {out}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("train", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args()
+    run_cli(lambda: main(load_config(), args.train, args.out, args.metrics))

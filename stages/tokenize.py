@@ -1,0 +1,53 @@
+"""Stage tokenize: examples → input_ids and labels (-100 on the prompt), saved as a datasets
+DatasetDict with train and test splits.
+
+    python stages/tokenize.py --train data/processed/train.jsonl --test data/processed/test.jsonl \
+        --base models/base --out data/tokenized --metrics metrics/tokenize.json
+
+Reads params `tokenize`, `model` (prompt format) and `persona` (system prompt).
+"""
+
+import argparse
+from pathlib import Path
+
+import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
+from kotune.config import Config, load_config
+from kotune.errors import DataError, run_cli
+from kotune.files import atomic_path, read_jsonl, write_json
+from kotune.modeling.loading import base_location, load_tokenizer, read_manifest
+from kotune.prompting import get_format
+from kotune.records import training_examples
+from kotune.tokenizing import tokenize_split
+
+
+def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    tokenizer = load_tokenizer(*base_location(base, read_manifest(base)))
+    fmt = get_format(cfg.model.prompt_format)
+    datasets, stats = {}, {}
+    for name, path in splits.items():
+        examples = [e for _, r in read_jsonl(path) for e in training_examples(r)]
+        rows, counts = tokenize_split(
+            tokenizer, fmt, cfg.persona.system_prompt, examples, cfg.tokenize.max_seq_len
+        )
+        if not rows:
+            raise DataError(f"{path}: no example fits tokenize.max_seq_len={cfg.tokenize.max_seq_len}")
+        datasets[name] = Dataset.from_list(rows)
+        stats.update({f"{name}_{key}": value for key, value in counts.items()})
+    with atomic_path(out) as tmp:
+        DatasetDict(datasets).save_to_disk(str(tmp))
+    write_json(metrics, stats)
+    print(f"tokenize: {stats['train_examples']} train / {stats['test_examples']} test examples")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args()
+    splits = {"train": args.train, "test": args.test}
+    run_cli(lambda: main(load_config(), splits, args.base, args.out, args.metrics))
