@@ -34,8 +34,15 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--base", "--checkpoints", "--train-metrics", "--data", "--test", "--metrics",
-                 "--predictions"):
+    for flag in (
+        "--base",
+        "--checkpoints",
+        "--train-metrics",
+        "--data",
+        "--test",
+        "--metrics",
+        "--predictions",
+    ):
         parser.add_argument(flag, type=Path, required=True)
     args = parser.parse_args()
     run_cli(lambda: main(load_config(), args))

@@ -32,8 +32,14 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--checkpoints", "--base", "--train-metrics", "--eval-metrics", "--split-metrics",
-                 "--out"):
+    for flag in (
+        "--checkpoints",
+        "--base",
+        "--train-metrics",
+        "--eval-metrics",
+        "--split-metrics",
+        "--out",
+    ):
         parser.add_argument(flag, type=Path, required=True)
     parser.add_argument("--data", type=Path, action="append", required=True)
     args = parser.parse_args()

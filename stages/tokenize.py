@@ -32,7 +32,9 @@ def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: P
             tokenizer, fmt, cfg.persona.system_prompt, examples, cfg.tokenize.max_seq_len
         )
         if not rows:
-            raise DataError(f"{path}: no example fits tokenize.max_seq_len={cfg.tokenize.max_seq_len}")
+            raise DataError(
+                f"{path}: no example fits tokenize.max_seq_len={cfg.tokenize.max_seq_len}"
+            )
         datasets[name] = Dataset.from_list(rows)
         stats.update({f"{name}_{key}": value for key, value in counts.items()})
     with atomic_path(out) as tmp:

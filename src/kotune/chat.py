@@ -44,19 +44,23 @@ def load_chat_model(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Base + adapter from the exported folder alone. Unquantized bases get the adapter merged
     in (one matmul per layer instead of two)."""
+    settings = read_settings(adapter_dir)  # a wrong folder fails before the heavy imports
     import torch
     from peft import PeftModel
 
     from kotune.modeling.loading import load_model, load_tokenizer
 
-    settings = read_settings(adapter_dir)
     location, revision = base_reference(adapter_dir, settings)
-    device = device or ("cuda" if settings["device"] == "cuda" and torch.cuda.is_available() else "cpu")
+    device = device or (
+        "cuda" if settings["device"] == "cuda" and torch.cuda.is_available() else "cpu"
+    )
     quantization = quantization or settings["chat_quantization"]
     dtype = settings["compute_dtype"] if device == "cuda" else "float32"
     tokenizer = load_tokenizer(str(adapter_dir))
     try:
-        model = load_model(location, revision, quantization=quantization, compute_dtype=dtype, device=device)
+        model = load_model(
+            location, revision, quantization=quantization, compute_dtype=dtype, device=device
+        )
     except OSError as error:
         raise KotuneError(f"cannot load the base model {location}: {error}") from None
     model = PeftModel.from_pretrained(model, str(adapter_dir))
@@ -98,8 +102,12 @@ class ChatSession:
         input_ids = torch.tensor([ids], device=device)
         worker = threading.Thread(
             target=self.model.generate,
-            kwargs={"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                    "streamer": streamer, **kwargs},
+            kwargs={
+                "input_ids": input_ids,
+                "attention_mask": torch.ones_like(input_ids),
+                "streamer": streamer,
+                **kwargs,
+            },
         )
         worker.start()
         shown = StopFilter(self.stops)
@@ -124,8 +132,10 @@ def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = s
         stdout.flush()
 
     if interactive:
-        write(f"kotune chat — {session.settings['persona']} ({session.settings['base']['name']}). "
-              "/reset: new conversation, /exit: quit\n")
+        write(
+            f"kotune chat — {session.settings['persona']} ({session.settings['base']['name']}). "
+            "/reset: new conversation, /exit: quit\n"
+        )
     while True:
         if interactive:
             try:

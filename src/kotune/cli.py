@@ -78,9 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", help="parse input files into conversation JSONL (the ingest stage)")
+    p = sub.add_parser(
+        "ingest", help="parse input files into conversation JSONL (the ingest stage)"
+    )
     p.add_argument("--format", required=True, help="input format, e.g. mencius")
-    p.add_argument("--options", help="format options as JSON, e.g. '{\"me\": \"준호\"}'")
+    p.add_argument("--options", help='format options as JSON, e.g. \'{"me": "준호"}\'')
     p.add_argument("inputs", nargs="+", type=Path, help="input files or folders")
     p.add_argument("-o", "--output", required=True, type=Path)
     p.set_defaults(run=cmd_ingest)
@@ -88,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", help="normalise, filter and dedupe conversations (the clean stage)")
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("--params", default="params.yaml", help="take clean settings from this file if it exists")
+    p.add_argument(
+        "--params", default="params.yaml", help="take clean settings from this file if it exists"
+    )
     p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser("score", help="ROUGE/BLEU/chrF of {prediction, reference} JSONL lines")

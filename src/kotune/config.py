@@ -366,7 +366,9 @@ def _main() -> None:
 
         data = compose(args.overrides, args.conf)
         parse_config(data)  # refuse to write a params.yaml that would not load
-        compose_and_dump(args.out, str(Path(args.conf).resolve()), None, "config", ".", args.overrides)
+        compose_and_dump(
+            args.out, str(Path(args.conf).resolve()), None, "config", ".", args.overrides
+        )
         print(f"wrote {args.out}")
     else:
         load_config(args.path)

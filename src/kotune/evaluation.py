@@ -47,7 +47,10 @@ def token_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_siz
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             batch = collate(
-                [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows[start : start + batch_size]]
+                [
+                    {"input_ids": r["input_ids"], "labels": r["labels"]}
+                    for r in rows[start : start + batch_size]
+                ]
             )
             batch = {k: v.to(device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

@@ -41,7 +41,11 @@ def chat_settings(cfg: Config, base_manifest: dict[str, Any]) -> dict[str, Any]:
     elif base_manifest["source"] == "local":
         base = {"source": "local", "path": base_manifest["path"]}
     else:
-        base = {"source": "hub", "hub_id": base_manifest["hub_id"], "revision": base_manifest["revision"]}
+        base = {
+            "source": "hub",
+            "hub_id": base_manifest["hub_id"],
+            "revision": base_manifest["revision"],
+        }
     return {
         "persona": cfg.persona.name,
         "base": {**base, "name": cfg.model.name, "family": cfg.model.family},
@@ -68,7 +72,7 @@ def model_card(cfg: Config, settings: dict[str, Any], metrics: dict[str, dict[st
     return f"""# kotune adapter: {cfg.persona.name}
 
 A LoRA adapter that makes {base_line} answer as the `{cfg.persona.name}` persona.
-Trained by kotune's DVC pipeline ({'4-bit NF4 QLoRA' if cfg.gpu.quantization == 'nf4' else 'LoRA'},
+Trained by kotune's DVC pipeline ({"4-bit NF4 QLoRA" if cfg.gpu.quantization == "nf4" else "LoRA"},
 profile `{cfg.gpu.name}`).
 
 ## Use
@@ -80,18 +84,18 @@ kotune chat --adapter <this folder>
 ## Data
 
 - format `{cfg.persona.data.format}` from `{cfg.persona.data.path}`
-- {split['train_conversations']} training and {split['test_conversations']} test conversations
-  ({split['train_examples']} / {split['test_examples']} examples), split by conversation
+- {split["train_conversations"]} training and {split["test_conversations"]} test conversations
+  ({split["train_examples"]} / {split["test_examples"]} examples), split by conversation
   (seed {cfg.split.seed})
 
 ## Training
 
-- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets `{train['lora_targets']}`
-- trainable parameters: {train['trainable_params']:,} ({train['trainable_percent']}%)
+- LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets `{train["lora_targets"]}`
+- trainable parameters: {train["trainable_params"]:,} ({train["trainable_percent"]}%)
 - learning rate {cfg.train.lr}, effective batch {cfg.train.effective_batch_size}
-  (micro-batch {cfg.gpu.micro_batch_size} × accumulation {train['grad_accum_steps']})
-- best checkpoint: `{train['best_checkpoint']}` (eval_loss {train['best_eval_loss']}),
-  {train['global_step']} of {train['planned_steps']} planned steps, stopped early: {train['stopped_early']}
+  (micro-batch {cfg.gpu.micro_batch_size} × accumulation {train["grad_accum_steps"]})
+- best checkpoint: `{train["best_checkpoint"]}` (eval_loss {train["best_eval_loss"]}),
+  {train["global_step"]} of {train["planned_steps"]} planned steps, stopped early: {train["stopped_early"]}
 
 ## Evaluation (test split)
 
@@ -103,7 +107,7 @@ ROUGE and BLEU on Kiwi morphemes, chrF on characters, all 0–100.
 
 ## Prompt
 
-Format `{settings['prompt_format']}`; generation stops at {', '.join(repr(s) for s in settings['stop_patterns'])}.
+Format `{settings["prompt_format"]}`; generation stops at {", ".join(repr(s) for s in settings["stop_patterns"])}.
 """
 
 
@@ -122,11 +126,15 @@ def export_adapter(
         shutil.copy2(checkpoint_dir / name, out_dir / name)
     if base_manifest["source"] == "scratch":
         shutil.copytree(base_dir, out_dir / "base")
-    tokenizer_files = [p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))]
+    tokenizer_files = [
+        p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))
+    ]
     for path in tokenizer_files:
         shutil.copy2(path, out_dir / path.name)
     settings = chat_settings(cfg, base_manifest)
-    (out_dir / SETTINGS).write_text(json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out_dir / SETTINGS).write_text(
+        json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (out_dir / "README.md").write_text(model_card(cfg, settings, metrics), encoding="utf-8")
     manifest = {
         "files": sha256_tree(out_dir),
@@ -135,5 +143,7 @@ def export_adapter(
         "base_fingerprint": base_manifest["fingerprint"],
         "data": {p.as_posix(): sha256_tree(p) for p in data_files},
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out_dir / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return {"files": len(manifest["files"]) + 1}

@@ -50,7 +50,9 @@ def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str,
         if not isinstance(turn, dict):
             raise DataError(f"{where}: turns[{k}] must be an object")
         messages.append({"role": "user", "content": _text(turn, "question", f"{where} turns[{k}]")})
-        messages.append({"role": "assistant", "content": _text(turn, "answer", f"{where} turns[{k}]")})
+        messages.append(
+            {"role": "assistant", "content": _text(turn, "answer", f"{where} turns[{k}]")}
+        )
     meta = {
         "kind": "dialogue",
         "passage": item.get("source", ""),
@@ -63,11 +65,15 @@ def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str,
 def parse(document: Any, source: str, options: dict[str, Any]) -> list[dict[str, Any]]:
     """Turn one loaded Mencius JSON document into conversation records (in file order)."""
     if options:
-        raise DataError(f"persona.data.options: the mencius format takes none, got {sorted(options)}")
+        raise DataError(
+            f"persona.data.options: the mencius format takes none, got {sorted(options)}"
+        )
     if isinstance(document, dict):
         unknown = sorted(set(document) - {"qa", "dialogues"})
         if unknown:
-            raise DataError(f"{source}: unknown top-level key '{unknown[0]}' (expected qa, dialogues)")
+            raise DataError(
+                f"{source}: unknown top-level key '{unknown[0]}' (expected qa, dialogues)"
+            )
         groups = [(name, document.get(name, [])) for name in ("qa", "dialogues")]
     elif isinstance(document, list):
         groups = [("items", document)]

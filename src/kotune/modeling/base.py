@@ -31,7 +31,9 @@ def build_scratch_base(
     # The template's headers and the system prompt are in every example: learn them as words.
     extra = [cfg.persona.system_prompt, fmt.user_header, fmt.assistant_header] * 8
     tokenizer = train_tokenizer(
-        texts + extra, shape.vocab_size, cfg.base.tokenizer_min_frequency,
+        texts + extra,
+        shape.vocab_size,
+        cfg.base.tokenizer_min_frequency,
         shape.max_position_embeddings,
     )
     torch.manual_seed(cfg.base.seed)
@@ -65,7 +67,9 @@ def pin_pretrained_base(cfg: Config, out_dir: Path) -> dict[str, Any]:
     if model.source == "local":
         root = Path(model.path)
         if not (root / "config.json").is_file():
-            raise KotuneError(f"model.path {root}: no config.json there (not a Hugging Face model folder)")
+            raise KotuneError(
+                f"model.path {root}: no config.json there (not a Hugging Face model folder)"
+            )
         revision = None
     else:
         from huggingface_hub import snapshot_download

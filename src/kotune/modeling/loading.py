@@ -82,6 +82,24 @@ def load_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     elif quantization != "none":
         raise KotuneError(f"unknown quantization '{quantization}' (nf4, int8, none)")
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         location, revision=revision, device_map=device_map(device), **kwargs
     )
+    if quantization == "nf4" and device == "cpu":
+        keep_cpu_nf4_layout(model)
+    return model
+
+
+def keep_cpu_nf4_layout(model: Any) -> None:
+    """Turn off bitsandbytes' eval-time CPU repacking of NF4 weights.
+
+    On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a Linear4bit's weight in place the
+    first time it runs in eval mode (absmax rounded to bf16) and never unpacks it: the Trainer's
+    mid-training evaluation then breaks the next training step (`result += bias` on a leaf that
+    requires grad), and eval numbers would differ by machine. Same layout everywhere instead.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False

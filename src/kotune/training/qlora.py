@@ -17,6 +17,13 @@ from kotune.files import digest_of, sha256_tree
 from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
 
 FINGERPRINT = "fingerprint.json"
+# Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
+CURVES = {
+    "loss": "train/loss",
+    "eval_loss": "eval/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+}
 
 
 def find_lora_targets(model: Any) -> list[str]:
@@ -72,7 +79,6 @@ def live_callback(live_dir: Path, resume: bool) -> Any:
     """Training curves through DVCLive, x = the optimizer step (the stock callback counts
     log calls instead), so `dvc plots show` lines up train and eval loss."""
     from dvclive import Live
-    from dvclive.utils import standardize_metric_name
     from transformers import TrainerCallback
 
     live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
@@ -82,9 +88,9 @@ def live_callback(live_dir: Path, resume: bool) -> Any:
             if not state.is_world_process_zero or not logs:
                 return
             live.step = state.global_step
-            for key, value in logs.items():
-                if isinstance(value, (int, float)) and not key.endswith("_runtime"):
-                    live.log_metric(standardize_metric_name(key, "dvclive.huggingface"), value)
+            for key, name in CURVES.items():
+                if isinstance(logs.get(key), (int, float)):
+                    live.log_metric(name, logs[key])
             live.make_summary()
 
         def on_train_end(self, args, state, control, **kwargs):
