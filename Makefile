@@ -4,18 +4,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dvc.yaml runs `python stages/…`: that python must be the project's
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test test-fast lint format params setup clean-venv
 
 run: $(STAMP)
-	$(BIN)/dvc repro
+	dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	python -m pytest -q
 
 # the unit and contract tests only (seconds), without the end-to-end pipeline runs
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
