@@ -117,3 +117,47 @@ def test_chat_with_a_wrong_folder_is_one_clear_line(tmp_path, folder):
     result = run("chat", "--adapter", tmp_path / folder, stdin="안녕\n")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("kotune: error: ")
+
+
+def run_stage(root, tmp_path, params: dict, *args):
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(params, allow_unicode=True), encoding="utf-8"
+    )
+    return subprocess.run(
+        [sys.executable, str(root / "stages/ingest.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_stage_with_a_bad_param_stops_before_any_work(root, tmp_path):
+    import yaml
+
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params["train"]["lora"]["r"] = 0
+    result = run_stage(root, tmp_path, params, "--out", "conv.jsonl", "--metrics", "m.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "kotune: error: params.yaml: train.lora.r must be > 0, got 0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_stage_with_a_broken_data_file_names_it_and_writes_nothing(root, tmp_path):
+    import yaml
+
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    raw = tmp_path / "data/raw/mencius"
+    raw.mkdir(parents=True)
+    (raw / "a.json").write_text(
+        '{"qa": [{"id": "x", "question": "q", "answer": "a"}]}', encoding="utf-8"
+    )
+    (raw / "b.json").write_text(
+        '{"qa": [\n{"id": "y", "question": "q", "answer": "a"},\n]}', encoding="utf-8"
+    )
+    result = run_stage(root, tmp_path, params, "--out", "out/conv.jsonl", "--metrics", "out/m.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data/raw/mencius/b.json:3: invalid JSON" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

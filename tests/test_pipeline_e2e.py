@@ -19,11 +19,12 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# 40 warm-up steps, 6 QLoRA steps with an evaluation (and checkpoint) every 3, 6 generated answers
+# 120 warm-up steps and 20 QLoRA steps (fewer and the answers are not Korean yet), an evaluation
+# (and checkpoint) every 10, 6 generated answers
 BUDGET = [
-    "base.steps=40",
-    "train.max_steps=6",
-    "train.eval_steps=3",
+    "base.steps=120",
+    "train.max_steps=20",
+    "train.eval_steps=10",
     "train.logging_steps=1",
     "evaluate.max_examples=6",
     "tokenize.max_seq_len=384",
@@ -48,7 +49,9 @@ def sh(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedP
     result = subprocess.run(
         args, cwd=cwd, env=env(), capture_output=True, text=True, input=stdin, timeout=1500
     )
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -57,7 +60,9 @@ def tree_hashes(root: Path, paths: list[str]) -> dict[str, str]:
     for top in paths:
         for path in sorted((root / top).rglob("*")):
             if path.is_file():
-                hashes[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+                hashes[path.relative_to(root).as_posix()] = hashlib.sha256(
+                    path.read_bytes()
+                ).hexdigest()
     return hashes
 
 
@@ -105,9 +110,14 @@ def test_every_stage_ran_and_wrote_exactly_its_artifacts(project):
         "tokenizer_config.json",
     ]
     checkpoints = sorted(p.name for p in (project / "models/checkpoints").iterdir())
-    assert checkpoints == ["checkpoint-3", "checkpoint-6", "fingerprint.json"]
-    for name in ("adapter_model.safetensors", "adapter_config.json", "trainer_state.json", "optimizer.pt"):
-        assert (project / "models/checkpoints/checkpoint-6" / name).is_file()
+    assert checkpoints == ["checkpoint-10", "checkpoint-20", "fingerprint.json"]
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "trainer_state.json",
+        "optimizer.pt",
+    ):
+        assert (project / "models/checkpoints/checkpoint-20" / name).is_file()
     assert sorted(p.name for p in (project / "data/tokenized").iterdir()) == [
         "dataset_dict.json",
         "test",
@@ -121,7 +131,7 @@ def test_params_were_composed_by_hydra_with_the_overrides(project):
     import yaml
 
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-    assert params["train"]["max_steps"] == 6 and params["base"]["steps"] == 40
+    assert params["train"]["max_steps"] == 20 and params["base"]["steps"] == 120
     assert params["persona"]["name"] == "mencius" and params["model"]["name"] == "tiny"
 
 
@@ -135,15 +145,35 @@ def test_metric_keys(project):
     }
     assert read_metrics(project, "split")["conversations_on_both_sides"] == 0
     train = read_metrics(project, "train")
-    assert {"best_checkpoint", "best_step", "best_eval_loss", "final_train_loss", "trainable_params",
-            "trainable_percent", "runtime_seconds", "train_tokens_per_second"} <= set(train)
-    assert train["global_step"] == 6 and train["best_checkpoint"] in {"checkpoint-3", "checkpoint-6"}
+    assert {
+        "best_checkpoint",
+        "best_step",
+        "best_eval_loss",
+        "final_train_loss",
+        "trainable_params",
+        "trainable_percent",
+        "runtime_seconds",
+        "train_tokens_per_second",
+    } <= set(train)
+    assert train["global_step"] == 20 and train["best_checkpoint"] in {
+        "checkpoint-10",
+        "checkpoint-20",
+    }
     assert train["lora_targets"] == "dense,dense_4h_to_h,dense_h_to_4h,query_key_value"
     assert 0 < train["trainable_percent"] < 10
     evaluation = read_metrics(project, "eval")
     assert set(evaluation) == {
-        "checkpoint", "eval_loss", "perplexity", "rouge1_kiwi", "rouge2_kiwi", "rougeL_kiwi",
-        "bleu_kiwi", "chrf", "scored", "skipped_prompt_too_long", "empty_predictions",
+        "checkpoint",
+        "eval_loss",
+        "perplexity",
+        "rouge1_kiwi",
+        "rouge2_kiwi",
+        "rougeL_kiwi",
+        "bleu_kiwi",
+        "chrf",
+        "scored",
+        "skipped_prompt_too_long",
+        "empty_predictions",
     }
     assert evaluation["scored"] == 6 and evaluation["checkpoint"] == train["best_checkpoint"]
     assert evaluation["eval_loss"] > 0
@@ -155,12 +185,18 @@ def test_metric_keys(project):
 def test_export_holds_provenance(project):
     adapter = project / "models/adapter"
     settings = json.loads((adapter / "kotune.json").read_text(encoding="utf-8"))
-    assert settings["base"] == {"source": "bundled", "path": "base", "name": "tiny", "family": "gpt_neox"}
+    assert settings["base"] == {
+        "source": "bundled",
+        "path": "base",
+        "name": "tiny",
+        "family": "gpt_neox",
+    }
     assert "### 질문:" in settings["stop_patterns"] and "\n질문:" in settings["stop_patterns"]
     manifest = json.loads((adapter / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["files"]["adapter_model.safetensors"] == hashlib.sha256(
-        (adapter / "adapter_model.safetensors").read_bytes()
-    ).hexdigest()
+    assert (
+        manifest["files"]["adapter_model.safetensors"]
+        == hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
+    )
     assert set(manifest["data"]) == {"data/processed/train.jsonl", "data/processed/test.jsonl"}
     assert re.fullmatch(r"[0-9a-f]{40}", manifest["git_commit"])
     card = (adapter / "README.md").read_text(encoding="utf-8")
@@ -172,8 +208,14 @@ def test_chat_answers_from_the_exported_folder_alone(project, tmp_path):
     moved = tmp_path / "adapter"
     shutil.copytree(project / "models/adapter", moved)  # nothing outside the folder is needed
     result = sh(
-        str(BIN / "kotune"), "chat", "--adapter", str(moved), "--max-new-tokens", "32",
-        cwd=tmp_path, stdin="맹자님, 인이란 무엇입니까?\n/reset\n호연지기는 무엇입니까?\n",
+        str(BIN / "kotune"),
+        "chat",
+        "--adapter",
+        str(moved),
+        "--max-new-tokens",
+        "32",
+        cwd=tmp_path,
+        stdin="맹자님, 인이란 무엇입니까?\n/reset\n호연지기는 무엇입니까?\n",
     )
     answers = result.stdout.splitlines()
     assert len(answers) == 2, result.stdout
