@@ -25,7 +25,7 @@ def mencius_small() -> dict:
 def mencius_records(mencius_small) -> list[dict]:
     from kotune.formats import mencius
 
-    return mencius.parse(mencius_small, "mencius_small.json", {})
+    return mencius.parse(mencius_small, "mencius_small.json", {})[0]
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,7 @@ import yaml
 
 from kotune.errors import ConfigError
 
-FORMATS = ("mencius",)
-PROMPT_FORMATS = ("koalpaca",)
-FAMILIES = ("gpt_neox", "llama", "qwen2")
-
-
-def _num(default: Any, **bounds: float) -> Any:
+def bounded(default: Any, **bounds: float) -> Any:
     """A field with range bounds: gt, ge, lt, le (checked by `_build`)."""
     return field(default=default, metadata=bounds)
 
@@ -34,16 +29,16 @@ def _num(default: Any, **bounds: float) -> Any:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    max_new_tokens: int = _num(128, gt=0)
+    max_new_tokens: int = bounded(128, gt=0)
     do_sample: bool = False  # greedy by default: evaluation is reproducible
-    temperature: float = _num(0.7, gt=0)
-    top_p: float = _num(0.9, gt=0, le=1)
-    repetition_penalty: float = _num(1.1, gt=0)
+    temperature: float = bounded(0.7, gt=0)
+    top_p: float = bounded(0.9, gt=0, le=1)
+    repetition_penalty: float = bounded(1.1, gt=0)
 
 
 @dataclass(frozen=True)
 class DataSourceConfig:
-    format: Literal["mencius"]
+    format: Literal["mencius", "summarization", "alpaca", "chat", "kakaotalk"]
     path: str  # a file or a folder under data/raw/<persona>/
     options: dict[str, Any] = field(default_factory=dict)  # checked by the format's parser
 
@@ -64,13 +59,13 @@ class PersonaConfig:
 class ScratchModelConfig:
     """Shape of the embedded tiny GPT-NeoX (the Polyglot-ko architecture)."""
 
-    vocab_size: int = _num(8000, ge=300)
-    hidden_size: int = _num(256, gt=0)
-    num_layers: int = _num(4, gt=0)
-    num_heads: int = _num(4, gt=0)
-    intermediate_size: int = _num(1024, gt=0)
-    max_position_embeddings: int = _num(1024, gt=0)
-    rotary_pct: float = _num(0.5, gt=0, le=1)
+    vocab_size: int = bounded(8000, ge=300)
+    hidden_size: int = bounded(256, gt=0)
+    num_layers: int = bounded(4, gt=0)
+    num_heads: int = bounded(4, gt=0)
+    intermediate_size: int = bounded(1024, gt=0)
+    max_position_embeddings: int = bounded(1024, gt=0)
+    rotary_pct: float = bounded(0.5, gt=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -96,11 +91,11 @@ class GpuConfig:
     quantization: Literal["nf4", "none"]  # nf4: QLoRA (4-bit base); none: plain LoRA
     double_quant: bool
     compute_dtype: Literal["float32", "bfloat16", "float16"]
-    micro_batch_size: int = _num(1, gt=0)
+    micro_batch_size: int = bounded(1, gt=0)
     gradient_checkpointing: bool = False
     optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     attention: Literal["sdpa", "eager"] = "sdpa"
-    num_processes: int = _num(1, gt=0)
+    num_processes: int = bounded(1, gt=0)
     chat_quantization: Literal["none", "nf4", "int8"] = "none"
 
 
@@ -110,14 +105,14 @@ class GpuConfig:
 @dataclass(frozen=True)
 class CleanConfig:
     normalization: Literal["NFC", "NFKC"] = "NFC"
-    min_chars: int = _num(1, ge=1)
-    max_chars: int = _num(2000, gt=0)
+    min_chars: int = bounded(1, ge=1)
+    max_chars: int = bounded(2000, gt=0)
     dedupe: bool = True
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    test_fraction: float = _num(0.1, gt=0, lt=1)
+    test_fraction: float = bounded(0.1, gt=0, lt=1)
     seed: int = 42
 
 
@@ -126,49 +121,49 @@ class BaseConfig:
     """The scratch model's tokenizer and warm-up (ignored for hub/local models)."""
 
     seed: int = 0
-    tokenizer_min_frequency: int = _num(2, ge=1)
-    seq_len: int = _num(128, gt=1)
-    batch_size: int = _num(16, gt=0)
-    steps: int = _num(300, ge=0)
-    lr: float = _num(1e-3, gt=0)
-    warmup_steps: int = _num(20, ge=0)
+    tokenizer_min_frequency: int = bounded(2, ge=1)
+    seq_len: int = bounded(128, gt=1)
+    batch_size: int = bounded(16, gt=0)
+    steps: int = bounded(300, ge=0)
+    lr: float = bounded(1e-3, gt=0)
+    warmup_steps: int = bounded(20, ge=0)
 
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    max_seq_len: int = _num(512, gt=16)
+    max_seq_len: int = bounded(512, gt=16)
 
 
 @dataclass(frozen=True)
 class LoraConfig:
-    r: int = _num(8, gt=0)
-    alpha: int = _num(16, gt=0)
-    dropout: float = _num(0.05, ge=0, lt=1)
+    r: int = bounded(8, gt=0)
+    alpha: int = bounded(16, gt=0)
+    dropout: float = bounded(0.05, ge=0, lt=1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 42
-    lr: float = _num(2e-4, gt=0)
-    epochs: float = _num(3.0, gt=0)
-    max_steps: int = _num(-1, ge=-1)
-    effective_batch_size: int = _num(8, gt=0)
-    eval_steps: int = _num(50, gt=0)
-    logging_steps: int = _num(10, gt=0)
-    early_stopping_patience: int = _num(2, ge=0)
-    early_stopping_threshold: float = _num(0.001, ge=0)
-    warmup_ratio: float = _num(0.03, ge=0, lt=1)
-    weight_decay: float = _num(0.0, ge=0)
+    lr: float = bounded(2e-4, gt=0)
+    epochs: float = bounded(3.0, gt=0)
+    max_steps: int = bounded(-1, ge=-1)
+    effective_batch_size: int = bounded(8, gt=0)
+    eval_steps: int = bounded(50, gt=0)
+    logging_steps: int = bounded(10, gt=0)
+    early_stopping_patience: int = bounded(2, ge=0)
+    early_stopping_threshold: float = bounded(0.001, ge=0)
+    warmup_ratio: float = bounded(0.03, ge=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    max_grad_norm: float = _num(1.0, gt=0)
+    max_grad_norm: float = bounded(1.0, gt=0)
     resume: bool = True
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int = _num(8, gt=0)
-    max_examples: int = _num(0, ge=0)  # 0: every test example
+    batch_size: int = bounded(8, gt=0)
+    max_examples: int = bounded(0, ge=0)  # 0: every test example
 
 
 @dataclass(frozen=True)
@@ -308,6 +303,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
                 raise ConfigError(f"{key} must be {sign} {limit}, got {value}")
         values[name] = value
     return cls(**values)
+
+
+def build_section(cls: type, data: Any, prefix: str) -> Any:
+    """Build any schema dataclass (e.g. a format's options) with the same checks as params."""
+    return _build(cls, data, prefix)
 
 
 def parse_config(data: Any) -> Config:

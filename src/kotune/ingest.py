@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from kotune.errors import DataError
-from kotune.files import read_json
-from kotune.formats import PARSERS
+from kotune.files import read_json, read_jsonl
+from kotune.formats import FORMATS
 from kotune.records import check_record, count_messages
 
 
@@ -24,28 +26,60 @@ def input_files(path: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def read_text(path: Path) -> tuple[str, str]:
+    """Decoded text and its encoding: UTF-8 (BOM or not), else CP949 (older Windows exports)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        try:
+            text = data.decode("cp949")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{path}: neither UTF-8 nor CP949 text (UTF-8 fails at byte {utf8_error.start})"
+            ) from None
+        print(f"kotune: {path}: not UTF-8, read as CP949", file=sys.stderr)
+        return text, "cp949"
+
+
+def read_document(path: Path) -> tuple[Any, str]:
+    """What a parser receives for this file (see kotune.formats) and the text encoding."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return read_json(path), "utf-8"
+    if suffix == ".jsonl":
+        return list(read_jsonl(path)), "utf-8"
+    return read_text(path)
+
+
 def ingest(
     fmt: str, paths: list[str | Path], options: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Parse every input file; returns the records and flat counts for metrics/ingest.json."""
-    if fmt not in PARSERS:
-        raise DataError(f"unknown format '{fmt}' (known: {', '.join(PARSERS)})")
-    suffixes, parse = PARSERS[fmt]
-    files = [f for p in paths for f in input_files(p, suffixes)]
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+    parser = FORMATS[fmt]
+    files = [f for p in paths for f in input_files(p, parser.suffixes)]
     records: list[dict[str, Any]] = []
+    skipped: Counter = Counter()
     for file in files:
-        records.extend(parse(read_json(file), file.name, options))
+        document, encoding = read_document(file)
+        skipped[f"files_{encoding.replace('-', '')}"] += 1
+        found, counts = parser.parse(document, str(file), options)
+        records.extend(found)
+        skipped.update(counts)
     if not records:
         raise DataError(f"{', '.join(map(str, paths))}: no conversations found")
     seen: dict[str, str] = {}
     for record in records:
-        check_record(record, f"{record['meta'].get('file', '?')}: {record['id']}")
+        where = f"{record['meta'].get('file', '?')}: {record['id']}"
+        check_record(record, where)
         if record["id"] in seen:
             raise DataError(f"duplicate record id '{record['id']}' (in {seen[record['id']]})")
         seen[record["id"]] = record["meta"].get("file", "?")
-    stats = {"files": len(files), **count_messages(records)}
+    stats = {"files": len(files), **dict(skipped), **count_messages(records)}
     for record in records:
         kind = record.get("meta", {}).get("kind")
         if kind:
             stats[f"kind_{kind}"] = stats.get(f"kind_{kind}", 0) + 1
-    return records, stats
+    return records, dict(sorted(stats.items()))

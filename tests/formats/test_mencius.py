@@ -5,7 +5,8 @@ from kotune.formats import mencius
 
 
 def test_qa_and_dialogue_become_conversations(mencius_small):
-    records = mencius.parse(mencius_small, "m.json", {})
+    records, skipped = mencius.parse(mencius_small, "m.json", {})
+    assert skipped == {}
     assert len(records) == len(mencius_small["qa"]) + len(mencius_small["dialogues"])
     qa = records[0]
     assert qa["id"] == qa["conversation_id"] == "qa-t-001"
@@ -24,7 +25,7 @@ def test_a_plain_list_of_items_is_accepted():
             "turns": [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}],
         },
     ]
-    records = mencius.parse(items, "m.json", {})
+    records, _ = mencius.parse(items, "m.json", {})
     assert [len(r["messages"]) for r in records] == [2, 4]
 
 

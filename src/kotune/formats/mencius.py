@@ -62,7 +62,7 @@ def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str,
     return {"id": item_id, "conversation_id": item_id, "messages": messages, "meta": meta}
 
 
-def parse(document: Any, source: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
     """Turn one loaded Mencius JSON document into conversation records (in file order)."""
     if options:
         raise DataError(
@@ -94,4 +94,4 @@ def parse(document: Any, source: str, options: dict[str, Any]) -> list[dict[str,
         if record["id"] in seen:
             raise DataError(f"{source}: duplicate id '{record['id']}'")
         seen.add(record["id"])
-    return records
+    return records, {}
