@@ -1,7 +1,9 @@
-"""Stage clean: normalise text, (mask PII), drop empty/over-long turns and duplicates.
+"""Stage clean: normalise text, (mask PII), drop empty/over-long turns and duplicates, and draw
+the data: top nouns and turn lengths.
 
     python stages/clean.py data/interim/conversations.jsonl --out data/interim/clean.jsonl \
-        --metrics metrics/clean.json
+        --metrics metrics/clean.json --nouns metrics/plots/top_nouns.csv \
+        --lengths metrics/plots/turn_lengths.csv
 
 Reads params `clean`. Every dropped turn or conversation is counted in the metrics.
 """
@@ -13,25 +15,34 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.cleaning import clean_conversations
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import read_jsonl, write_json, write_jsonl
+from kotune.files import read_jsonl, write_csv, write_json, write_jsonl
+from kotune.profiling import sample_texts, top_nouns, turn_length_table
 from kotune.records import check_record
 
 
-def main(cfg: Config, source: Path, out: Path, metrics: Path) -> None:
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    from kiwipiepy import Kiwi
+
     records = []
-    for lineno, record in read_jsonl(source):
-        check_record(record, f"{source}:{lineno}")
+    for lineno, record in read_jsonl(args.source):
+        check_record(record, f"{args.source}:{lineno}")
         records.append(record)
     kept, stats = clean_conversations(records, cfg.clean)
-    write_jsonl(out, kept)
-    write_json(metrics, stats)
+    texts = sample_texts(
+        [m["content"] for r in kept for m in r["messages"]], cfg.clean.noun_sample_chars
+    )
+    nouns = top_nouns(texts, cfg.clean.top_nouns, Kiwi()) if cfg.clean.top_nouns else []
+    write_jsonl(args.out, kept)
+    write_json(args.metrics, stats)
+    write_csv(args.nouns, [{"noun": n, "count": c} for n, c in nouns], ["noun", "count"])
+    write_csv(args.lengths, turn_length_table(kept), ["length", "user", "assistant"])
     print(f"clean: kept {stats['conversations_out']} of {stats['conversations_in']} conversations")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
+    for flag in ("--out", "--metrics", "--nouns", "--lengths"):
+        parser.add_argument(flag, type=Path, required=True)
     args = parser.parse_args()
-    run_cli(lambda: main(load_config(), args.source, args.out, args.metrics))
+    run_cli(lambda: main(load_config(), args))

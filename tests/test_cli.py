@@ -161,3 +161,29 @@ def test_a_stage_with_a_broken_data_file_names_it_and_writes_nothing(root, tmp_p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "data/raw/mencius/b.json:3: invalid JSON" in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ingest_kakaotalk_with_me_and_an_unknown_me(tmp_path, root):
+    export = root / "tests/fixtures/kakaotalk/android_ko.txt"
+    out = tmp_path / "conv.jsonl"
+    result = run(
+        "ingest",
+        "--format",
+        "kakaotalk",
+        "--me",
+        "회원님",
+        "--gap-minutes",
+        "60",
+        export,
+        "-o",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+    stats = json.loads(result.stderr.strip().splitlines()[-1])
+    assert stats["skipped_photo"] == 1 and stats["layout_android_ko"] == 1
+    result = run(
+        "ingest", "--format", "kakaotalk", "--me", "철수", export, "-o", tmp_path / "x.jsonl"
+    )
+    assert result.returncode == 2 and "speakers found: 민지 (6), 회원님 (5)" in result.stderr
+    assert not (tmp_path / "x.jsonl").exists()

@@ -66,9 +66,8 @@ def tree_hashes(root: Path, paths: list[str]) -> dict[str, str]:
     return hashes
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("e2e") / "kotune"
+def copy_project(repo: Path) -> Path:
+    """The committed project (git ls-files) in a fresh git repository at `repo`."""
     tracked = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split("\0")
@@ -79,6 +78,12 @@ def project(tmp_path_factory) -> Path:
     sh("git", "init", "-q", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "copy", cwd=repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("e2e") / "kotune")
     sh("dvc", "exp", "run", *[a for o in BUDGET for a in ("-S", o)], cwd=repo)
     return repo
 

@@ -15,6 +15,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from kotune.ingest import ingest
 
     options = json.loads(args.options) if args.options else {}
+    flags = {
+        "me": args.me,
+        "gap_minutes": args.gap_minutes,
+        "media": args.media,
+        "instruction": args.instruction,
+    }
+    options.update({key: value for key, value in flags.items() if value is not None})
     records, stats = ingest(args.format, args.inputs, options)
     write_jsonl(args.output, records)
     print(json.dumps(stats, sort_keys=True), file=sys.stderr)
@@ -81,7 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ingest", help="parse input files into conversation JSONL (the ingest stage)"
     )
-    p.add_argument("--format", required=True, help="input format, e.g. mencius")
+    p.add_argument(
+        "--format", required=True, help="mencius, summarization, alpaca, chat or kakaotalk"
+    )
+    p.add_argument(
+        "--me", help="kakaotalk: the speaker the bot learns to be (회원님, You, a nickname)"
+    )
+    p.add_argument(
+        "--gap-minutes", type=int, help="kakaotalk: a longer silence starts a new conversation"
+    )
+    p.add_argument(
+        "--media", choices=["drop", "tag"], help="kakaotalk: placeholders dropped or tagged"
+    )
+    p.add_argument("--instruction", help="summarization: the instruction put before each text")
     p.add_argument("--options", help='format options as JSON, e.g. \'{"me": "준호"}\'')
     p.add_argument("inputs", nargs="+", type=Path, help="input files or folders")
     p.add_argument("-o", "--output", required=True, type=Path)

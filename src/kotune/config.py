@@ -19,6 +19,7 @@ import yaml
 
 from kotune.errors import ConfigError
 
+
 def bounded(default: Any, **bounds: float) -> Any:
     """A field with range bounds: gt, ge, lt, le (checked by `_build`)."""
     return field(default=default, metadata=bounds)
@@ -108,6 +109,8 @@ class CleanConfig:
     min_chars: int = bounded(1, ge=1)
     max_chars: int = bounded(2000, gt=0)
     dedupe: bool = True
+    top_nouns: int = bounded(30, ge=0)  # nouns in the data picture (0: none)
+    noun_sample_chars: int = bounded(2_000_000, ge=0)  # Kiwi reads at most this much (0: all)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,14 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(
             f"model.scratch.hidden_size ({model.scratch.hidden_size}) must be divisible by "
             f"model.scratch.num_heads ({model.scratch.num_heads})"
+        )
+    if (
+        model.scratch is not None
+        and cfg.tokenize.max_seq_len > model.scratch.max_position_embeddings
+    ):
+        raise ConfigError(
+            f"tokenize.max_seq_len ({cfg.tokenize.max_seq_len}) must be <= "
+            f"model.scratch.max_position_embeddings ({model.scratch.max_position_embeddings})"
         )
     if cfg.gpu.device == "cpu" and cfg.gpu.compute_dtype == "float16":
         raise ConfigError("gpu.compute_dtype float16 is not supported on gpu.device cpu")

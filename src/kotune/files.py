@@ -97,6 +97,16 @@ def write_json(path: str | Path, obj: Any) -> None:
         )
 
 
+def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A small table for DVC plots, written atomically."""
+    import csv
+
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:

@@ -63,8 +63,19 @@ def test_every_layout_gives_the_same_conversations(name):
 
 @pytest.mark.parametrize(
     ("hour", "meridiem", "hour24"),
-    [(12, "오전", 0), (1, "오전", 1), (11, "오전", 11), (12, "오후", 12), (1, "오후", 13),
-     (11, "오후", 23), (12, "AM", 0), (12, "PM", 12), (7, "PM", 19), (19, None, 19), (0, None, 0)],
+    [
+        (12, "오전", 0),
+        (1, "오전", 1),
+        (11, "오전", 11),
+        (12, "오후", 12),
+        (1, "오후", 13),
+        (11, "오후", 23),
+        (12, "AM", 0),
+        (12, "PM", 12),
+        (7, "PM", 19),
+        (19, None, 19),
+        (0, None, 0),
+    ],
 )
 def test_to_24h(hour, meridiem, hour24):
     assert to_24h(hour, meridiem) == hour24
@@ -72,10 +83,23 @@ def test_to_24h(hour, meridiem, hour24):
 
 @pytest.mark.parametrize(
     ("text", "kind"),
-    [("사진", "photo"), ("사진 3장", "photo"), ("<사진 읽지 않음>", "photo"), ("3 photos", "photo"),
-     ("동영상", "video"), ("이모티콘", "emoticon"), ("(이모티콘)", "emoticon"), ("파일: 발표.pdf", "file"),
-     ("삭제된 메시지입니다.", "deleted"), ("메시지가 삭제되었습니다.", "deleted"), ("음성메시지", "voice"),
-     ("보이스톡 해요.", "voice"), ("사진 보내줘", None), ("이모티콘 귀엽다", None), ("파일", None)],
+    [
+        ("사진", "photo"),
+        ("사진 3장", "photo"),
+        ("<사진 읽지 않음>", "photo"),
+        ("3 photos", "photo"),
+        ("동영상", "video"),
+        ("이모티콘", "emoticon"),
+        ("(이모티콘)", "emoticon"),
+        ("파일: 발표.pdf", "file"),
+        ("삭제된 메시지입니다.", "deleted"),
+        ("메시지가 삭제되었습니다.", "deleted"),
+        ("음성메시지", "voice"),
+        ("보이스톡 해요.", "voice"),
+        ("사진 보내줘", None),
+        ("이모티콘 귀엽다", None),
+        ("파일", None),
+    ],
 )
 def test_placeholders(text, kind):
     found = placeholder(text)
@@ -94,7 +118,9 @@ def test_media_can_be_kept_as_a_tag():
 
 
 def test_me_decides_who_is_the_assistant():
-    records, _ = kakaotalk.parse((FIXTURES / "pc_ko.txt").read_text(encoding="utf-8"), "pc_ko.txt", {"me": "민지"})
+    records, _ = kakaotalk.parse(
+        (FIXTURES / "pc_ko.txt").read_text(encoding="utf-8"), "pc_ko.txt", {"me": "민지"}
+    )
     assert turns(records)[0][0] == ("assistant", "오늘 뭐해?\n저녁 같이 먹을래?")
 
 
@@ -104,22 +130,31 @@ def test_group_chats_keep_who_said_what():
         "[서연] [오후 7:03] 나 가는 중\n"
         "[준호] [오후 7:04] 곧 도착\n"
     )
-    records, counts = kakaotalk.parse("--------------- 2024년 3월 1일 금요일 ---------------\n" + text, "g.txt", {"me": "준호"})
-    assert turns(records) == [[("user", "민지: 다들 어디야?\n서연: 나 가는 중"), ("assistant", "곧 도착")]]
+    records, counts = kakaotalk.parse(
+        "--------------- 2024년 3월 1일 금요일 ---------------\n" + text, "g.txt", {"me": "준호"}
+    )
+    assert turns(records) == [
+        [("user", "민지: 다들 어디야?\n서연: 나 가는 중"), ("assistant", "곧 도착")]
+    ]
     assert records[0]["meta"]["speakers"] == ["민지", "서연", "준호"] and counts["speakers"] == 3
 
 
 def test_an_unknown_me_lists_the_speakers():
     with pytest.raises(DataError) as error:
         parse("android_ko.txt", me="준호")
-    assert "persona.data.options.me is '준호', who never speaks here; speakers found: 민지 (6), 회원님 (5)" in str(error.value)
+    assert (
+        "persona.data.options.me is '준호', who never speaks here; speakers found: 민지 (6), 회원님 (5)"
+        in str(error.value)
+    )
 
 
 def test_an_unknown_layout_lists_what_was_tried_and_shows_the_first_lines():
     with pytest.raises(DataError) as error:
         kakaotalk.parse("그냥 메모\n둘째 줄\n", "memo.txt", {"me": "x"})
     message = str(error.value)
-    assert message.startswith("memo.txt: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, android_en, ios_en, pc_ko, pc_en, csv)")
+    assert message.startswith(
+        "memo.txt: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, android_en, ios_en, pc_ko, pc_en, csv)"
+    )
     assert "그냥 메모" in message
 
 

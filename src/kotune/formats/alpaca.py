@@ -11,7 +11,9 @@ from kotune.formats.fields import numbered_items, record_id, stem, text_field
 
 def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
     if options:
-        raise DataError(f"persona.data.options: the alpaca format takes none, got {sorted(options)}")
+        raise DataError(
+            f"persona.data.options: the alpaca format takes none, got {sorted(options)}"
+        )
     records = []
     for n, (where, item) in enumerate(numbered_items(document, source), start=1):
         item_id = record_id(item, f"{stem(source)}-{n}")

@@ -34,10 +34,20 @@ class Options:
 MONTHS = {
     name.lower(): number
     for number, names in enumerate(
-        [("January", "Jan"), ("February", "Feb"), ("March", "Mar"), ("April", "Apr"),
-         ("May", "May"), ("June", "Jun"), ("July", "Jul"), ("August", "Aug"),
-         ("September", "Sep", "Sept"), ("October", "Oct"), ("November", "Nov"),
-         ("December", "Dec")],
+        [
+            ("January", "Jan"),
+            ("February", "Feb"),
+            ("March", "Mar"),
+            ("April", "Apr"),
+            ("May", "May"),
+            ("June", "Jun"),
+            ("July", "Jul"),
+            ("August", "Aug"),
+            ("September", "Sep", "Sept"),
+            ("October", "Oct"),
+            ("November", "Nov"),
+            ("December", "Dec"),
+        ],
         start=1,
     )
     for name in names
@@ -130,20 +140,29 @@ LAYOUTS = (
     ),
     Layout(
         "pc_ko",
-        re.compile(r"^\[(?P<speaker>[^\]]+)\] \[(?P<ampm>오전|오후) (?P<h>\d{1,2}):(?P<mi>\d{2})\] (?P<text>.*)$"),
+        re.compile(
+            r"^\[(?P<speaker>[^\]]+)\] \[(?P<ampm>오전|오후) (?P<h>\d{1,2}):(?P<mi>\d{2})\] (?P<text>.*)$"
+        ),
         days=(re.compile(rf"^-+ {KO_DAY} -+$"),),
-        header=(re.compile(r"^.+ 님과 카카오톡 대화$"), re.compile(r"^저장한 날짜 : \d{4}-\d{2}-\d{2} .+$")),
+        header=(
+            re.compile(r"^.+ 님과 카카오톡 대화$"),
+            re.compile(r"^저장한 날짜 : \d{4}-\d{2}-\d{2} .+$"),
+        ),
     ),
     Layout(
         "pc_en",
-        re.compile(r"^\[(?P<speaker>[^\]]+)\] \[(?P<h>\d{1,2}):(?P<mi>\d{2}) (?P<ampm>AM|PM)\] (?P<text>.*)$"),
+        re.compile(
+            r"^\[(?P<speaker>[^\]]+)\] \[(?P<h>\d{1,2}):(?P<mi>\d{2}) (?P<ampm>AM|PM)\] (?P<text>.*)$"
+        ),
         days=(re.compile(rf"^-+ {EN_DAY} -+$"),),
         header=(re.compile(r"^.+KakaoTalk Chats$"), re.compile(r"^Date Saved : .+$")),
     ),
 )
 LAYOUT_NAMES = [layout.name for layout in LAYOUTS] + ["csv"]
 CSV_HEADER = re.compile(r"^\ufeff?Date,User,Message\s*$")
-CSV_DATE = re.compile(r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?$")
+CSV_DATE = re.compile(
+    r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2}) (?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?$"
+)
 
 
 def detect_layout(lines: list[str], source: str) -> Layout | None:
@@ -176,7 +195,13 @@ PLACEHOLDERS = [
     (re.compile(r"^(이모티콘|\(이모티콘\)|Emoticon)$"), "emoticon", "<이모티콘>"),
     (re.compile(r"^(파일|File): .+$"), "file", "<파일>"),
     (re.compile(r"^(음성메시지|보이스톡 해요\.|Voice Message)$"), "voice", "<음성>"),
-    (re.compile(r"^(삭제된 메시지입니다\.|메시지가 삭제되었습니다\.|The message has been deleted\.)$"), "deleted", None),
+    (
+        re.compile(
+            r"^(삭제된 메시지입니다\.|메시지가 삭제되었습니다\.|The message has been deleted\.)$"
+        ),
+        "deleted",
+        None,
+    ),
 ]
 
 
