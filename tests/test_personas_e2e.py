@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_pipeline_e2e import copy_project, sh
 
 pytestmark = pytest.mark.slow
