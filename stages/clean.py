@@ -1,11 +1,12 @@
-"""Stage clean: normalise text, (mask PII), drop empty/over-long turns and duplicates, and draw
-the data: top nouns and turn lengths.
+"""Stage clean: normalise text, mask personal data, drop empty/over-long turns and duplicates,
+check that no PII is left, and draw the data: top nouns and turn lengths.
 
     python stages/clean.py data/interim/conversations.jsonl --out data/interim/clean.jsonl \
-        --metrics metrics/clean.json --nouns metrics/plots/top_nouns.csv \
-        --lengths metrics/plots/turn_lengths.csv
+        --audit data/interim/pii_audit.jsonl --metrics metrics/clean.json \
+        --nouns metrics/plots/top_nouns.csv --lengths metrics/plots/turn_lengths.csv
 
-Reads params `clean`. Every dropped turn or conversation is counted in the metrics.
+Reads params `clean` and `persona.pii`. Every dropped turn or conversation and every masked span
+is counted in the metrics; the audit says where (record, message, kind, offsets), never what.
 """
 
 import argparse
@@ -14,8 +15,9 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.cleaning import clean_conversations
 from kotune.config import Config, load_config
-from kotune.errors import run_cli
+from kotune.errors import DataError, run_cli
 from kotune.files import read_jsonl, write_csv, write_json, write_jsonl
+from kotune.pii import build_masker, leak_report
 from kotune.profiling import sample_texts, top_nouns, turn_length_table
 from kotune.records import check_record
 
@@ -27,22 +29,35 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
     for lineno, record in read_jsonl(args.source):
         check_record(record, f"{args.source}:{lineno}")
         records.append(record)
-    kept, stats = clean_conversations(records, cfg.clean)
+    pii = cfg.persona.pii
+    masker = build_masker(records, pii.kinds, pii.names, Kiwi() if pii.kiwi_names else None)
+    kept, stats = clean_conversations(records, cfg.clean, masker)
+    left = leak_report(kept, masker.forms, masker.kinds)
+    if left:
+        first = left[0]
+        raise DataError(
+            f"clean: {len(left)} PII spans left after masking (first: {first['kind']} in record "
+            f"{first['id']} message {first['message']} at {first['start']}-{first['end']}); nothing written"
+        )
     texts = sample_texts(
         [m["content"] for r in kept for m in r["messages"]], cfg.clean.noun_sample_chars
     )
     nouns = top_nouns(texts, cfg.clean.top_nouns, Kiwi()) if cfg.clean.top_nouns else []
     write_jsonl(args.out, kept)
-    write_json(args.metrics, stats)
+    write_jsonl(args.audit, masker.audit)
+    write_json(args.metrics, {**stats, "pii_leaks_after_masking": len(left)})
     write_csv(args.nouns, [{"noun": n, "count": c} for n, c in nouns], ["noun", "count"])
     write_csv(args.lengths, turn_length_table(kept), ["length", "user", "assistant"])
-    print(f"clean: kept {stats['conversations_out']} of {stats['conversations_in']} conversations")
+    masked = sum(v for k, v in stats.items() if k.startswith("masked_"))
+    print(
+        f"clean: kept {stats['conversations_out']} of {stats['conversations_in']} conversations, masked {masked} PII spans"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
-    for flag in ("--out", "--metrics", "--nouns", "--lengths"):
+    for flag in ("--out", "--audit", "--metrics", "--nouns", "--lengths"):
         parser.add_argument(flag, type=Path, required=True)
     args = parser.parse_args()
     run_cli(lambda: main(load_config(), args))

@@ -19,9 +19,8 @@ from kotune.config import CleanConfig
 _SPACES = re.compile(r"[ \t\u00a0\u3000\u200b\ufeff]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
-# A masker takes a conversation record and returns it masked plus counts per PII kind.
-# The clean stage passes none until the PII issue lands; the slot is here so the order
-# (after normalisation, before filtering and dedupe) is fixed in one place.
+# A masker (kotune.pii.RecordMasker) takes a conversation record and returns it masked plus
+# counts per PII kind; it runs after normalisation and before filtering and dedupe.
 Masker = Callable[[dict[str, Any]], tuple[dict[str, Any], Counter]]
 
 
@@ -76,6 +75,8 @@ def clean_conversations(
         "normalized_turns_changed",
     ):
         counts[key] = 0
+    for kind in getattr(masker, "kinds", ()):
+        counts[f"masked_{kind.lower()}"] = 0
     kept, seen = [], set()
     for record in records:
         counts["conversations_in"] += 1

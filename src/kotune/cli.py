@@ -63,6 +63,24 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mask(args: argparse.Namespace) -> int:
+    from kotune.pii import KINDS, Pseudonyms, find_pii, mask_text, name_forms
+
+    forms = name_forms(n for n in (args.names or "").split(",") if n.strip())
+    pseudonyms = Pseudonyms()  # one per run: the same person is the same <PERSONn> on every line
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if args.json:
+            spans = [
+                {"start": s.start, "end": s.end, "kind": s.kind, "confidence": s.confidence}
+                for s in find_pii(text, forms)
+            ]
+            print(json.dumps(spans), flush=True)
+        else:
+            print(mask_text(text, forms, pseudonyms, frozenset(KINDS))[0], flush=True)
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -113,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--params", default="params.yaml", help="take clean settings from this file if it exists"
     )
     p.set_defaults(run=cmd_clean)
+
+    p = sub.add_parser("mask", help="mask personal data in stdin, one output line per input line")
+    p.add_argument("--names", help="comma-separated names to mask as people, e.g. 민지,준호")
+    p.add_argument("--json", action="store_true", help="print the spans found (JSON) instead")
+    p.set_defaults(run=cmd_mask)
 
     p = sub.add_parser("score", help="ROUGE/BLEU/chrF of {prediction, reference} JSONL lines")
     p.add_argument("input", type=Path)

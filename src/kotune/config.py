@@ -44,6 +44,20 @@ class DataSourceConfig:
     options: dict[str, Any] = field(default_factory=dict)  # checked by the format's parser
 
 
+PII_KINDS = ["PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON"]
+
+
+@dataclass(frozen=True)
+class PiiConfig:
+    """What the clean stage masks. Speaker names from the data are always PERSON names."""
+
+    kinds: list[Literal["PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON"]] = (
+        field(default_factory=lambda: list(PII_KINDS))
+    )
+    names: list[str] = field(default_factory=list)  # more people to mask (given names are derived)
+    kiwi_names: bool = False  # also Kiwi proper nouns before a person cue (민지야, 준호씨): slower
+
+
 @dataclass(frozen=True)
 class PersonaConfig:
     name: str
@@ -51,6 +65,7 @@ class PersonaConfig:
     system_prompt: str
     stop_patterns: list[str]
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
 
 
 # ---------------------------------------------------------------------------- model
