@@ -98,3 +98,13 @@ def test_metrics_are_small_git_tracked_files():
         for item in PIPELINE["stages"][name].get("metrics", []):
             path, spec = next(iter(item.items()))
             assert path.startswith("metrics/") and spec == {"cache": False}
+
+
+def test_every_declared_param_exists_in_params_yaml():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for name in STAGES:
+        for dotted in PIPELINE["stages"][name].get("params", []):
+            node = params
+            for key in dotted.split("."):
+                assert isinstance(node, dict) and key in node, f"stage {name} declares {dotted}, not in params.yaml"
+                node = node[key]
