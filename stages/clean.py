@@ -13,11 +13,10 @@ import argparse
 from pathlib import Path
 
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
-from kotune.cleaning import clean_conversations
+from kotune.cleaning import clean_dataset
 from kotune.config import Config, load_config
-from kotune.errors import DataError, run_cli
+from kotune.errors import run_cli
 from kotune.files import read_jsonl, write_csv, write_json, write_jsonl
-from kotune.pii import build_masker, leak_report
 from kotune.profiling import sample_texts, top_nouns, turn_length_table
 from kotune.records import check_record
 
@@ -30,22 +29,14 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
         check_record(record, f"{args.source}:{lineno}")
         records.append(record)
     pii = cfg.persona.pii
-    masker = build_masker(records, pii.kinds, pii.names, Kiwi() if pii.kiwi_names else None)
-    kept, stats = clean_conversations(records, cfg.clean, masker)
-    left = leak_report(kept, masker.forms, masker.kinds)
-    if left:
-        first = left[0]
-        raise DataError(
-            f"clean: {len(left)} PII spans left after masking (first: {first['kind']} in record "
-            f"{first['id']} message {first['message']} at {first['start']}-{first['end']}); nothing written"
-        )
+    kept, stats, audit = clean_dataset(records, cfg.clean, pii, Kiwi() if pii.kiwi_names else None)
     texts = sample_texts(
         [m["content"] for r in kept for m in r["messages"]], cfg.clean.noun_sample_chars
     )
     nouns = top_nouns(texts, cfg.clean.top_nouns, Kiwi()) if cfg.clean.top_nouns else []
     write_jsonl(args.out, kept)
-    write_jsonl(args.audit, masker.audit)
-    write_json(args.metrics, {**stats, "pii_leaks_after_masking": len(left)})
+    write_jsonl(args.audit, audit)
+    write_json(args.metrics, stats)
     write_csv(args.nouns, [{"noun": n, "count": c} for n, c in nouns], ["noun", "count"])
     write_csv(args.lengths, turn_length_table(kept), ["length", "user", "assistant"])
     masked = sum(v for k, v in stats.items() if k.startswith("masked_"))

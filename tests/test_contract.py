@@ -106,5 +106,7 @@ def test_every_declared_param_exists_in_params_yaml():
         for dotted in PIPELINE["stages"][name].get("params", []):
             node = params
             for key in dotted.split("."):
-                assert isinstance(node, dict) and key in node, f"stage {name} declares {dotted}, not in params.yaml"
+                assert isinstance(node, dict) and key in node, (
+                    f"stage {name} declares {dotted}, not in params.yaml"
+                )
                 node = node[key]

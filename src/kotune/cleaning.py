@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kotune.config import CleanConfig
+from kotune.config import CleanConfig, PiiConfig
+from kotune.errors import DataError
+from kotune.pii import build_masker, leak_report
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000\u200b\ufeff]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -105,3 +107,24 @@ def clean_conversations(
         counts["turns_out"] += len(messages)
     counts["conversations_out"] = len(kept)
     return kept, dict(sorted(counts.items()))
+
+
+def clean_dataset(
+    records: list[dict[str, Any]], clean: CleanConfig, pii: PiiConfig, kiwi: Any = None
+) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
+    """The clean stage's whole job: mask PII (speaker names from the data, the persona's names,
+    Kiwi names if `kiwi` is given), clean, then scan the result: any PII the detectors still
+    find, or any original name, fails the step before anything is written.
+
+    Returns the kept records, the counts for metrics/clean.json and the masking audit."""
+    masker = build_masker(records, pii.kinds, pii.names, kiwi)
+    kept, stats = clean_conversations(records, clean, masker)
+    left = leak_report(kept, masker.forms, masker.kinds)
+    if left:
+        first = left[0]
+        raise DataError(
+            f"clean: {len(left)} PII spans left after masking (first: {first['kind']} in record "
+            f"{first['id']} message {first['message']} at {first['start']}-{first['end']}); "
+            f"nothing written"
+        )
+    return kept, {**stats, "pii_leaks_after_masking": 0}, masker.audit

@@ -29,17 +29,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from kotune.cleaning import clean_conversations
-    from kotune.config import CleanConfig, load_config
+    from dataclasses import replace
+
+    from kotune.cleaning import clean_dataset
+    from kotune.config import CleanConfig, PiiConfig, load_config
     from kotune.files import read_jsonl, write_jsonl
     from kotune.records import check_record
 
-    cfg = load_config(args.params).clean if Path(args.params).is_file() else CleanConfig()
+    if Path(args.params).is_file():
+        cfg = load_config(args.params)
+        clean, pii = cfg.clean, cfg.persona.pii
+    else:
+        clean, pii = CleanConfig(), PiiConfig()
+    if args.names:
+        pii = replace(
+            pii, names=[*pii.names, *(n.strip() for n in args.names.split(",") if n.strip())]
+        )
     records = []
     for lineno, record in read_jsonl(args.input):
         check_record(record, f"{args.input}:{lineno}")
         records.append(record)
-    kept, stats = clean_conversations(records, cfg)
+    kiwi = None
+    if pii.kiwi_names:
+        from kiwipiepy import Kiwi
+
+        kiwi = Kiwi()
+    kept, stats, _ = clean_dataset(records, clean, pii, kiwi)
     write_jsonl(args.output, kept)
     print(json.dumps(stats, sort_keys=True), file=sys.stderr)
     return 0
@@ -128,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument(
-        "--params", default="params.yaml", help="take clean settings from this file if it exists"
+        "--params", default="params.yaml", help="clean and persona.pii settings, if the file exists"
     )
+    p.add_argument("--names", help="more people to mask, comma-separated (speakers always are)")
     p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser("mask", help="mask personal data in stdin, one output line per input line")

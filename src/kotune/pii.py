@@ -23,6 +23,11 @@ _REGION = (
 _CITY = r"[가-힣]{1,6}(?:시|군|구)"
 _ROAD = r"[가-힣0-9]{1,12}(?:로|길)"
 _UNIT = r"\d{1,4}동\s?\d{1,5}호"
+# a named building with a unit: 한빛빌 502호, 래미안 101동 1203호
+_BUILDING = (
+    r"[가-힣A-Za-z0-9]{0,12}(?:빌라|빌|아파트|맨션|타워|오피스텔|빌딩|하이츠|캐슬|자이|푸르지오|래미안)"
+    r"\s?(?:\d{1,4}동\s?)?\d{1,5}호"
+)
 # after an address number: the end, punctuation or space, or a particle (에, 에서, 으로, 쪽 …);
 # not another syllable (`을지로 3가` is a place, `학교로 5분` a duration)
 _AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번])"
@@ -51,7 +56,7 @@ _PATTERN = re.compile(
             r"(?P<MOBILE>(?<![\d+])(?:\+82[- .]?\(?0?\)?1[016789]|01[016789])[- .]?\d{3,4}[- .]?\d{4}(?!\d))",
             r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?\s?\d{3,4}[- .]\d{4}(?!\d))",
             r"(?P<ACCOUNT>(?<![\d,.-])\d{2,6}(?:-\d{2,7}){1,3}(?![\d,.-])|(?<![\d,.-])\d{10,14}(?![\d,.-]))",
-            rf"(?P<ADDRESS>(?:{_REGION}\s?)?(?:{_CITY}\s)*(?:{_ROAD_PART}|{_LOT_PART}|{_UNIT}))",
+            rf"(?P<ADDRESS>(?:{_REGION}\s?)?(?:{_CITY}\s)*(?:{_ROAD_PART}|{_LOT_PART}|{_BUILDING}|{_UNIT}))",
             r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
         ]
     )
@@ -89,7 +94,7 @@ class Span:
 def _address_ok(text: str) -> bool:
     """A road match needs more than `…로 3`: a region or city before it, a 번길/길 number, or a
     building and unit after it (`버스로 3 정거장` is not an address)."""
-    if re.search(_UNIT, text) or re.match(rf"^(?:{_REGION}|{_CITY})", text):
+    if re.search(rf"{_UNIT}|\d호$", text) or re.match(rf"^(?:{_REGION}|{_CITY})", text):
         return True
     if re.search(r"\d+번?길", text):
         return True

@@ -50,7 +50,7 @@ def test_every_layout_gives_the_same_conversations(name):
     assert counts[f"layout_{layout}"] == 1
     assert counts["skipped_system_notices"] == 1
     assert counts["skipped_photo"] == 1 and counts["skipped_deleted"] == 1
-    assert counts["messages"] == 11
+    assert counts["export_messages"] == 11
     # 오전 12:15 is 00:15; 오후 12:30 is 12:30 (the 24-hour iOS day says 0:15 and 12:30)
     assert [r["meta"]["start"] for r in records] == [
         "2024-03-01T19:02:00",

@@ -357,7 +357,7 @@ def parse(text: str, source: str, options: dict[str, Any]) -> tuple[list[dict], 
             f"{source}: persona.data.options.me is {opts.me!r}, who never speaks here; "
             f"speakers found: {found}"
         )
-    counts["messages"] = len(messages)
+    counts["export_messages"] = len(messages)
     counts["speakers"] = len(speakers)
     counts[f"layout_{layout_name}"] = 1
     records = _to_conversations(messages, opts, source, layout_name, counts)
