@@ -5,7 +5,7 @@ check that no PII is left, and draw the data: top nouns and turn lengths.
         --audit data/interim/pii_audit.jsonl --metrics metrics/clean.json \
         --nouns metrics/plots/top_nouns.csv --lengths metrics/plots/turn_lengths.csv
 
-Reads params `clean` and `persona.pii`. Every dropped turn or conversation and every masked span
+Reads params `clean` and `persona.pii` (and the names file it points to). Every dropped turn or conversation and every masked span
 is counted in the metrics; the audit says where (record, message, kind, offsets), never what.
 """
 
@@ -16,7 +16,7 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.cleaning import clean_dataset
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import read_jsonl, write_csv, write_json, write_jsonl
+from kotune.files import read_jsonl, read_names, write_csv, write_json, write_jsonl
 from kotune.profiling import sample_texts, top_nouns, turn_length_table
 from kotune.records import check_record
 
@@ -29,7 +29,9 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
         check_record(record, f"{args.source}:{lineno}")
         records.append(record)
     pii = cfg.persona.pii
-    kept, stats, audit = clean_dataset(records, cfg.clean, pii, Kiwi() if pii.kiwi_names else None)
+    names = read_names(pii.names_file) if pii.names_file else []
+    kiwi = Kiwi() if pii.kiwi_names else None
+    kept, stats, audit = clean_dataset(records, cfg.clean, pii, names, kiwi)
     texts = sample_texts(
         [m["content"] for r in kept for m in r["messages"]], cfg.clean.noun_sample_chars
     )

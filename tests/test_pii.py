@@ -168,7 +168,7 @@ def test_the_leak_scan_finds_what_masking_missed():
 
 def test_speaker_names_come_from_the_data_and_owner_labels_are_not_names():
     records = [{"meta": {"speakers": ["회원님", "민지"]}}, {"meta": {"speakers": ["서연", "민지"]}}]
-    masker = build_masker(records, ["PERSON"], ["지훈"])
+    masker = build_masker(records, ["PERSON"], ["지훈", "You"])
     assert masker.names == ["민지", "서연", "지훈"]
 
 

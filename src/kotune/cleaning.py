@@ -110,14 +110,18 @@ def clean_conversations(
 
 
 def clean_dataset(
-    records: list[dict[str, Any]], clean: CleanConfig, pii: PiiConfig, kiwi: Any = None
+    records: list[dict[str, Any]],
+    clean: CleanConfig,
+    pii: PiiConfig,
+    names: list[str] = (),
+    kiwi: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
-    """The clean stage's whole job: mask PII (speaker names from the data, the persona's names,
-    Kiwi names if `kiwi` is given), clean, then scan the result: any PII the detectors still
+    """The clean stage's whole job: mask PII (speaker names from the data, `names`, Kiwi names
+    if `kiwi` is given), clean, then scan the result: any PII the detectors still
     find, or any original name, fails the step before anything is written.
 
     Returns the kept records, the counts for metrics/clean.json and the masking audit."""
-    masker = build_masker(records, pii.kinds, pii.names, kiwi)
+    masker = build_masker(records, pii.kinds, list(names), kiwi)
     kept, stats = clean_conversations(records, clean, masker)
     left = leak_report(kept, masker.forms, masker.kinds)
     if left:

@@ -29,11 +29,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from kotune.cleaning import clean_dataset
     from kotune.config import CleanConfig, PiiConfig, load_config
-    from kotune.files import read_jsonl, write_jsonl
+    from kotune.files import read_jsonl, read_names, write_jsonl
     from kotune.records import check_record
 
     if Path(args.params).is_file():
@@ -41,10 +39,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
         clean, pii = cfg.clean, cfg.persona.pii
     else:
         clean, pii = CleanConfig(), PiiConfig()
-    if args.names:
-        pii = replace(
-            pii, names=[*pii.names, *(n.strip() for n in args.names.split(",") if n.strip())]
-        )
+    names = read_names(pii.names_file) if pii.names_file else []
+    names += [n.strip() for n in (args.names or "").split(",") if n.strip()]
     records = []
     for lineno, record in read_jsonl(args.input):
         check_record(record, f"{args.input}:{lineno}")
@@ -54,7 +50,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         from kiwipiepy import Kiwi
 
         kiwi = Kiwi()
-    kept, stats, _ = clean_dataset(records, clean, pii, kiwi)
+    kept, stats, _ = clean_dataset(records, clean, pii, names, kiwi)
     write_jsonl(args.output, kept)
     print(json.dumps(stats, sort_keys=True), file=sys.stderr)
     return 0

@@ -54,7 +54,9 @@ class PiiConfig:
     kinds: list[Literal["PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON"]] = (
         field(default_factory=lambda: list(PII_KINDS))
     )
-    names: list[str] = field(default_factory=list)  # more people to mask (given names are derived)
+    # more people to mask, one name a line (given names are derived). A file, not a list here:
+    # params end up in dvc.lock and git, so names stay beside the raw data they come from.
+    names_file: str = ""
     kiwi_names: bool = False  # also Kiwi proper nouns before a person cue (민지야, 준호씨): slower
 
 

@@ -97,6 +97,15 @@ def write_json(path: str | Path, obj: Any) -> None:
         )
 
 
+def read_names(path: str | Path) -> list[str]:
+    """Non-empty lines of a names file (`#` starts a comment)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: names file not found (persona.pii.names_file)") from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
 def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A small table for DVC plots, written atomically."""
     import csv
