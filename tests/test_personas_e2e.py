@@ -21,7 +21,7 @@ BUDGET = [
 # kakaotalk runs last: the leak scan below reads what its run left in the workspace
 PERSONAS = {
     "parentcare": (80, "유아"),
-    "menu": (70, "메뉴"),
+    "menu": (200, "메뉴"),
     "kakaotalk": (50, None),
 }
 
