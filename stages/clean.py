@@ -16,7 +16,7 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.cleaning import clean_dataset
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import read_jsonl, read_names, write_csv, write_json, write_jsonl
+from kotune.files import paused_gc, read_jsonl, read_names, write_csv, write_json, write_jsonl
 from kotune.profiling import sample_texts, top_nouns, turn_length_table
 from kotune.records import check_record
 
@@ -24,14 +24,16 @@ from kotune.records import check_record
 def main(cfg: Config, args: argparse.Namespace) -> None:
     from kiwipiepy import Kiwi
 
-    records = []
-    for lineno, record in read_jsonl(args.source):
-        check_record(record, f"{args.source}:{lineno}")
-        records.append(record)
     pii = cfg.persona.pii
     names = read_names(pii.names_file) if pii.names_file else []
     kiwi = Kiwi() if pii.kiwi_names else None
-    kept, stats, audit = clean_dataset(records, cfg.clean, pii, names, kiwi)
+    with paused_gc():
+        records = []
+        for lineno, record in read_jsonl(args.source):
+            check_record(record, f"{args.source}:{lineno}")
+            records.append(record)
+        kept, stats, audit = clean_dataset(records, cfg.clean, pii, names, kiwi)
+        del records
     texts = sample_texts(
         [m["content"] for r in kept for m in r["messages"]], cfg.clean.noun_sample_chars
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -13,6 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from kotune.errors import DataError
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of small records are built: it would
+    rescan them all again and again (measured: ~30% of ingest + clean on a 93 MB export).
+    Records hold no reference cycles, so nothing is lost; the collector resumes after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kotune.errors import DataError
-from kotune.files import read_json, read_jsonl
+from kotune.files import paused_gc, read_json, read_jsonl
 from kotune.formats import FORMATS
 from kotune.records import check_record, count_messages
 
@@ -62,12 +62,14 @@ def ingest(
     files = [f for p in paths for f in input_files(p, parser.suffixes)]
     records: list[dict[str, Any]] = []
     skipped: Counter = Counter()
-    for file in files:
-        document, encoding = read_document(file)
-        skipped[f"files_{encoding.replace('-', '')}"] += 1
-        found, counts = parser.parse(document, str(file), options)
-        records.extend(found)
-        skipped.update(counts)
+    with paused_gc():
+        for file in files:
+            document, encoding = read_document(file)
+            skipped[f"files_{encoding.replace('-', '')}"] += 1
+            found, counts = parser.parse(document, str(file), options)
+            del document
+            records.extend(found)
+            skipped.update(counts)
     if not records:
         raise DataError(f"{', '.join(map(str, paths))}: no conversations found")
     seen: dict[str, str] = {}

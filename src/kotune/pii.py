@@ -56,12 +56,20 @@ _PATTERN = re.compile(
             r"(?P<MOBILE>(?<![\d+])(?:\+82[- .]?\(?0?\)?1[016789]|01[016789])[- .]?\d{3,4}[- .]?\d{4}(?!\d))",
             r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?\s?\d{3,4}[- .]\d{4}(?!\d))",
             r"(?P<ACCOUNT>(?<![\d,.-])\d{2,6}(?:-\d{2,7}){1,3}(?![\d,.-])|(?<![\d,.-])\d{10,14}(?![\d,.-]))",
-            rf"(?P<ADDRESS>(?:{_REGION}\s?)?(?:{_CITY}\s)*(?:{_ROAD_PART}|{_LOT_PART}|{_BUILDING}|{_UNIT}))",
             r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
         ]
     )
 )
+# Addresses are tried on their own and only where a number sits next to 로/길/동/리/호/번지: the
+# Hangul road and region patterns are costly to try at every syllable of every line.
+_ADDRESS = re.compile(
+    rf"(?P<ADDRESS>(?:{_REGION}\s?)?(?:{_CITY}\s)*(?:{_ROAD_PART}|{_LOT_PART}|{_BUILDING}|{_UNIT}))"
+)
+_ADDRESS_HINT = re.compile(r"[로길동리]\s?\d|\d\s?(?:호|번지|번?길)")
 _KEYWORDS = re.compile("|".join(map(re.escape, _BANKS)))
+# Every structured kind needs a digit, an @ or a URL start: most chat lines have none of them,
+# and this one cheap search lets them skip the big pattern.
+_CANDIDATE = re.compile(r"[0-9@]|www\.|https?:")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -106,7 +114,12 @@ def _address_ok(text: str) -> bool:
 def find_structured(text: str) -> list[Span]:
     """Spans of every kind but names, each checked beyond its shape."""
     spans = []
-    for match in _PATTERN.finditer(text):
+    if not _CANDIDATE.search(text):
+        return spans
+    matches = list(_PATTERN.finditer(text))
+    if _ADDRESS_HINT.search(text):
+        matches += _ADDRESS.finditer(text)
+    for match in matches:
         kind, value = match.lastgroup, match.group()
         start, end = match.span()
         if kind in ("MOBILE", "LANDLINE"):
@@ -152,17 +165,27 @@ def name_forms(names: Iterable[str]) -> list[str]:
     return sorted(forms, key=lambda f: (-len(f), f))
 
 
-def find_names(text: str, forms: list[str]) -> list[Span]:
-    if not forms:
+Names = list[str] | tuple[str, ...] | re.Pattern | None  # name forms, or names_pattern(forms)
+
+
+def names_pattern(forms: Names) -> re.Pattern | None:
+    """One compiled alternation of the name forms (longest first), or None."""
+    if forms is None or isinstance(forms, re.Pattern):
+        return forms
+    return re.compile("|".join(re.escape(f) for f in forms)) if forms else None
+
+
+def find_names(text: str, names: Names) -> list[Span]:
+    pattern = names_pattern(names)
+    if pattern is None:
         return []
-    pattern = re.compile("|".join(re.escape(f) for f in forms))
     return [Span(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]
 
 
-def find_pii(text: str, forms: list[str] = ()) -> list[Span]:
+def find_pii(text: str, forms: Names = None) -> list[Span]:
     """Non-overlapping spans, earliest first; on overlap the longer span wins."""
     spans = sorted(
-        find_structured(text) + find_names(text, list(forms)),
+        find_structured(text) + find_names(text, forms),
         key=lambda s: (s.start, -(s.end - s.start)),
     )
     kept: list[Span] = []
@@ -195,7 +218,7 @@ class Pseudonyms:
 
 
 def mask_text(
-    text: str, forms: list[str], pseudonyms: Pseudonyms, kinds: frozenset[str] = frozenset(KINDS)
+    text: str, forms: Names, pseudonyms: Pseudonyms, kinds: frozenset[str] = frozenset(KINDS)
 ) -> tuple[str, list[Span]]:
     """The text with every found span replaced, and the spans (offsets in the input)."""
     spans = [s for s in find_pii(text, forms) if s.kind in kinds]
@@ -223,12 +246,15 @@ class RecordMasker:
 
     def __post_init__(self) -> None:
         self.forms = name_forms(self.names) if "PERSON" in self.kinds else []
+        self.names_re = names_pattern(self.forms)  # compiled once for the whole dataset
 
     def __call__(self, record: dict[str, Any]) -> tuple[dict[str, Any], Counter]:
         counts: Counter = Counter()
         messages = []
         for k, message in enumerate(record["messages"]):
-            masked, spans = mask_text(message["content"], self.forms, self.pseudonyms, self.kinds)
+            masked, spans = mask_text(
+                message["content"], self.names_re, self.pseudonyms, self.kinds
+            )
             for span in spans:
                 counts[span.kind.lower()] += 1
                 self.audit.append(
@@ -247,7 +273,7 @@ class RecordMasker:
         return {**record, "messages": messages, "meta": meta}, counts
 
 
-def leaks(text: str, forms: list[str], kinds: frozenset[str] = frozenset(KINDS)) -> list[Span]:
+def leaks(text: str, forms: Names, kinds: frozenset[str] = frozenset(KINDS)) -> list[Span]:
     """What the detectors (and the original names) still find in already-masked text."""
     return [s for s in find_pii(text, forms) if s.kind in kinds]
 
@@ -290,9 +316,10 @@ def kiwi_person_names(texts: Iterable[str], kiwi: Any) -> list[str]:
 
 
 def leak_report(
-    records: Iterable[dict[str, Any]], forms: list[str], kinds: frozenset[str]
+    records: Iterable[dict[str, Any]], forms: Names, kinds: frozenset[str]
 ) -> list[dict[str, Any]]:
     """Where masked records still hold something the detectors find (no values)."""
+    forms = names_pattern(forms)
     found = []
     for record in records:
         for k, message in enumerate(record["messages"]):

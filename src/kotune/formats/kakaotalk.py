@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -64,21 +66,24 @@ def to_24h(hour: int, meridiem: str | None) -> int:
 
 
 def _date(m: re.Match) -> tuple[int, int, int]:
-    parts = m.groupdict()
-    month = int(parts["m"]) if parts.get("m") else MONTHS[parts["mon"].lower()]
-    return int(parts["y"]), month, int(parts["d"])
+    numeric = "m" in m.re.groupindex and m.group("m")
+    month = int(numeric) if numeric else MONTHS[m.group("mon").lower()]
+    return int(m.group("y")), month, int(m.group("d"))
 
 
 def _stamp(m: re.Match, day: datetime | None) -> datetime:
-    parts = m.groupdict()
-    if parts.get("y"):
+    year = m.group("y") if "y" in m.re.groupindex else None
+    if year:
         date = _date(m)
     elif day is not None:
         date = (day.year, day.month, day.day)
     else:
         raise ValueError("a message before any date line")
-    hour = to_24h(int(parts["h"]), parts.get("ampm"))
-    return datetime(*date, hour, int(parts["mi"]), int(parts.get("s") or 0))
+    meridiem = m.group("ampm") if "ampm" in m.re.groupindex else None
+    seconds = m.group("s") if "s" in m.re.groupindex else None
+    return datetime(
+        *date, to_24h(int(m.group("h")), meridiem), int(m.group("mi")), int(seconds or 0)
+    )
 
 
 # ------------------------------------------------------------------------------ layouts
@@ -205,51 +210,66 @@ PLACEHOLDERS = [
 ]
 
 
+_ANY_PLACEHOLDER = re.compile(
+    "|".join(f"(?P<{kind}>{pattern.pattern})" for pattern, kind, _ in PLACEHOLDERS)
+)
+_TAGS = {kind: tag for _, kind, tag in PLACEHOLDERS}
+
+
 def placeholder(text: str) -> tuple[str, str | None] | None:
     """(kind, tag) if the whole message is a placeholder rather than typed text."""
-    stripped = text.strip()
-    for pattern, kind, tag in PLACEHOLDERS:
-        if pattern.match(stripped):
-            return kind, tag
-    return None
+    if len(text) > 200:  # placeholders are short (a file name at most): skip the pattern
+        return None
+    m = _ANY_PLACEHOLDER.match(text.strip())
+    return (m.lastgroup, _TAGS[m.lastgroup]) if m else None
 
 
 # ------------------------------------------------------------------------------ parsing
 
 
-@dataclass
+@dataclass(slots=True)  # an export has millions: no per-object dict
 class Message:
     when: datetime
     speaker: str
-    lines: list[str]
+    body: str
 
     @property
     def text(self) -> str:
-        return "\n".join(self.lines).strip("\n")
+        return self.body.strip("\n")
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """Lines without their ends (CRLF, CR or LF), one at a time: no list of millions."""
+    for line in io.StringIO(text.lstrip("\ufeff"), newline=None):
+        yield line[:-1] if line.endswith("\n") else line
 
 
 def parse_text_export(
-    lines: list[str], layout: Layout, source: str, counts: Counter
+    lines: Iterable[str], layout: Layout, source: str, counts: Counter
 ) -> list[Message]:
     messages: list[Message] = []
     day: datetime | None = None
     started = False
+    stamps: dict[tuple, datetime] = {}  # lines of one minute share a time stamp: parse it once
     for lineno, line in enumerate(lines, start=1):
         if not started and any(h.match(line) for h in layout.header):
             counts["header_lines"] += 1
+            continue
+        if m := layout.message.match(line):
+            started = True
+            key = (day, line[: m.start("speaker")], line[m.end("speaker") : m.start("text")])
+            when = stamps.get(key)
+            if when is None:
+                try:
+                    when = stamps[key] = _stamp(m, day)
+                except (ValueError, KeyError) as error:
+                    raise DataError(f"{source}:{lineno}: {error}: {line[:80]!r}") from None
+            messages.append(Message(when, m.group("speaker").strip(), m.group("text")))
             continue
         day_match = next((m for d in layout.days if (m := d.match(line))), None)
         if day_match:
             day = datetime(*_date(day_match))
             started = True
-            continue
-        if m := layout.message.match(line):
-            started = True
-            try:
-                when = _stamp(m, day)
-            except (ValueError, KeyError) as error:
-                raise DataError(f"{source}:{lineno}: {error}: {line[:80]!r}") from None
-            messages.append(Message(when, m.group("speaker").strip(), [m.group("text")]))
             continue
         if layout.system and layout.system.match(line):
             counts["skipped_system_notices"] += 1
@@ -261,7 +281,7 @@ def parse_text_export(
             counts["skipped_system_notices"] += 1
             continue
         if messages:
-            messages[-1].lines.append(line)
+            messages[-1].body += "\n" + line
             counts["continuation_lines"] += 1
         elif line.strip():
             counts["skipped_lines_before_first_message"] += 1
@@ -285,7 +305,7 @@ def parse_csv_export(text: str, source: str, counts: Counter) -> list[Message]:
         if not user.strip() or SYSTEM_PHRASES.search(body):
             counts["skipped_system_notices"] += 1
             continue
-        messages.append(Message(_stamp(m, None), user.strip(), [body.replace("\r\n", "\n")]))
+        messages.append(Message(_stamp(m, None), user.strip(), body.replace("\r\n", "\n")))
     return messages
 
 
@@ -344,12 +364,13 @@ def _to_conversations(
 def parse(text: str, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
     opts = build_section(Options, options, "persona.data.options")
     counts: Counter = Counter()
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff").split("\n")
-    layout = detect_layout(lines, source)
+    head = list(itertools.islice(iter_lines(text), 60))
+    layout = detect_layout(head, source)
     if layout is None:
         messages, layout_name = parse_csv_export(text, source, counts), "csv"
     else:
-        messages, layout_name = parse_text_export(lines, layout, source, counts), layout.name
+        messages = parse_text_export(iter_lines(text), layout, source, counts)
+        layout_name = layout.name
     speakers = Counter(m.speaker for m in messages)
     if opts.me not in speakers:
         found = ", ".join(f"{name} ({n})" for name, n in speakers.most_common(10)) or "none"
