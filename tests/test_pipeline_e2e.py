@@ -234,6 +234,7 @@ def test_plots_and_metrics_are_readable_by_dvc(project):
     assert "metrics/eval.json" in json.dumps(shown)
     plots = sh("dvc", "plots", "show", "--json", cwd=project).stdout
     assert "eval/loss.tsv" in plots and "train/loss.tsv" in plots
+    assert "top_nouns.csv" in plots and "turn_lengths.csv" in plots
 
 
 def test_a_forced_rerun_gives_byte_identical_data(project):

@@ -22,22 +22,20 @@ _REGION = (
 )
 _CITY = r"[가-힣]{1,6}(?:시|군|구)"
 _ROAD = r"[가-힣0-9]{1,12}(?:로|길)"
-_UNIT = r"\d{1,4}동\s?\d{1,5}호"
+_UNIT = r"\d{1,4}동[ \t]?\d{1,5}호"
 # a named building with a unit: 한빛빌 502호, 래미안 101동 1203호
 _BUILDING = (
     r"[가-힣A-Za-z0-9]{0,12}(?:빌라|빌|아파트|맨션|타워|오피스텔|빌딩|하이츠|캐슬|자이|푸르지오|래미안)"
-    r"\s?(?:\d{1,4}동\s?)?\d{1,5}호"
+    r"[ \t]?(?:\d{1,4}동[ \t]?)?\d{1,5}호"
 )
 # after an address number: the end, punctuation or space, or a particle (에, 에서, 으로, 쪽 …);
 # not another syllable (`을지로 3가` is a place, `학교로 5분` a duration)
 _AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번])"
 _ROAD_PART = (
-    rf"{_ROAD}\s?\d{{1,5}}(?:-\d{{1,5}})?(?:\s?번?길\s?\d{{1,5}})?{_AFTER_NUMBER}"
-    rf"(?:\s?,?\s?{_UNIT})?"
+    rf"{_ROAD}[ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:[ \t]?번?길[ \t]?\d{{1,5}})?{_AFTER_NUMBER}"
+    rf"(?:[ \t]?,?[ \t]?{_UNIT})?"
 )
-_LOT_PART = (
-    rf"[가-힣]{{1,8}}[동리]\s\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}(?:\s?,?\s?{_UNIT})?"
-)
+_LOT_PART = rf"[가-힣]{{1,8}}[동리][ \t]\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}(?:[ \t]?,?[ \t]?{_UNIT})?"
 _BANKS = (
     "계좌", "통장", "입금", "송금", "이체", "은행", "국민", "신한", "우리", "하나", "농협", "기업",
     "카카오뱅크", "케이뱅크", "토스", "새마을", "우체국", "수협", "씨티", "SC제일", "부산은행",
@@ -51,10 +49,10 @@ _PATTERN = re.compile(
             r"(?P<EMAIL>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
             # a URL stops at Hangul: particles are glued on (`https://a.kr/x에서`)
             r"(?P<URL>(?:https?://|www\.)[^\s가-힣<>\"']+)",
-            r"(?P<RRN>(?<![\d-])\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\s?-?\s?[1-8](?:\d{6}|\*{6})(?![\d*]))",
+            r"(?P<RRN>(?<![\d-])\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?-?[ \t]?[1-8](?:\d{6}|\*{6})(?![\d*]))",
             r"(?P<CARD>(?<![\d-])(?:\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5})(?![\d-]))",
             r"(?P<MOBILE>(?<![\d+])(?:\+82[- .]?\(?0?\)?1[016789]|01[016789])[- .]?\d{3,4}[- .]?\d{4}(?!\d))",
-            r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?\s?\d{3,4}[- .]\d{4}(?!\d))",
+            r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?[ \t]?\d{3,4}[- .]\d{4}(?!\d))",
             r"(?P<ACCOUNT>(?<![\d,.-])\d{2,6}(?:-\d{2,7}){1,3}(?![\d,.-])|(?<![\d,.-])\d{10,14}(?![\d,.-]))",
             r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
         ]
@@ -63,9 +61,9 @@ _PATTERN = re.compile(
 # Addresses are tried on their own and only where a number sits next to 로/길/동/리/호/번지: the
 # Hangul road and region patterns are costly to try at every syllable of every line.
 _ADDRESS = re.compile(
-    rf"(?P<ADDRESS>(?:{_REGION}\s?)?(?:{_CITY}\s)*(?:{_ROAD_PART}|{_LOT_PART}|{_BUILDING}|{_UNIT}))"
+    rf"(?P<ADDRESS>(?:{_REGION}[ \t]?)?(?:{_CITY}[ \t])*(?:{_ROAD_PART}|{_LOT_PART}|{_BUILDING}|{_UNIT}))"
 )
-_ADDRESS_HINT = re.compile(r"[로길동리]\s?\d|\d\s?(?:호|번지|번?길)")
+_ADDRESS_HINT = re.compile(r"[로길동리][ \t]?\d|\d[ \t]?(?:호|번지|번?길)")
 _KEYWORDS = re.compile("|".join(map(re.escape, _BANKS)))
 # Every structured kind needs a digit, an @ or a URL start: most chat lines have none of them,
 # and this one cheap search lets them skip the big pattern.
@@ -106,9 +104,8 @@ def _address_ok(text: str) -> bool:
         return True
     if re.search(r"\d+번?길", text):
         return True
-    return bool(re.match(r"^[가-힣]{1,8}[동리]\s\d", text)) and not re.match(
-        r"^[가-힣]*(?:으로|에로)", text
-    )
+    # a lot number (지번) needs more than `…동 2` (우동 2그릇): a dash or 번지
+    return bool(re.match(r"^[가-힣]{1,8}[동리][ \t]\d+(?:-\d+|번지)", text))
 
 
 def find_structured(text: str) -> list[Span]:
