@@ -232,9 +232,12 @@ def test_chat_answers_from_the_exported_folder_alone(project, tmp_path):
 def test_plots_and_metrics_are_readable_by_dvc(project):
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=project).stdout)
     assert "metrics/eval.json" in json.dumps(shown)
-    plots = sh("dvc", "plots", "show", "--json", cwd=project).stdout
-    assert "eval/loss.tsv" in plots and "train/loss.tsv" in plots
-    assert "top_nouns.csv" in plots and "turn_lengths.csv" in plots
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project).stdout)["data"]
+    assert {"loss", "learning_rate", "top_nouns", "turn_lengths"} <= set(plots)
+    for name in ("loss", "top_nouns", "turn_lengths"):
+        values = plots[name][0]["content"]["data"]["values"]
+        assert values, f"plot {name} has no data"
+    assert {"noun", "count"} <= set(plots["top_nouns"][0]["content"]["data"]["values"][0])
 
 
 def test_a_forced_rerun_gives_byte_identical_data(project):
