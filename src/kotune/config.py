@@ -87,16 +87,38 @@ class ScratchModelConfig:
 
 
 @dataclass(frozen=True)
+class ModelShape:
+    """Architecture facts of a pretrained base, as its config.json states them: for the memory
+    estimate before anything is loaded, and for random-weight look-alikes (tests, benchmarks).
+    The base stage checks them against the real config.json."""
+
+    hidden_size: int = bounded(0, gt=0)
+    num_layers: int = bounded(0, gt=0)
+    num_heads: int = bounded(0, gt=0)
+    num_kv_heads: int = bounded(0, gt=0)
+    intermediate_size: int = bounded(0, gt=0)
+    vocab_size: int = bounded(0, gt=0)
+    max_position_embeddings: int = bounded(2048, gt=0)
+    tie_word_embeddings: bool = False
+    rotary_pct: float = bounded(1.0, gt=0, le=1)  # GPT-NeoX only: share of head dims rotated
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     source: Literal["scratch", "hub", "local"]
     family: Literal["gpt_neox", "llama", "qwen2"]
-    prompt_format: Literal["koalpaca"]
+    # koalpaca: `### 질문: … ### 답변:` (Polyglot family); chatml / llama3: the instruct model's
+    # own chat template from its tokenizer (kotune ships these two only as a fallback);
+    # template: the tokenizer's chat template, whatever it is (an error if it has none)
+    prompt_format: Literal["koalpaca", "chatml", "llama3", "template"]
+    end_of_turn: str | None = None  # the token that ends an answer (None: the tokenizer's eos)
     hub_id: str | None = None
     revision: str | None = None
     path: str | None = None
     lora_targets: list[str] = field(default_factory=lambda: ["auto"])
     scratch: ScratchModelConfig | None = None
+    shape: ModelShape | None = None
 
 
 # ---------------------------------------------------------------------------- gpu profile
@@ -115,6 +137,8 @@ class GpuConfig:
     attention: Literal["sdpa", "eager"] = "sdpa"
     num_processes: int = bounded(1, gt=0)
     chat_quantization: Literal["none", "nf4", "int8"] = "none"
+    memory_gib: float = bounded(0.0, ge=0)  # one card's memory; 0: no fixed budget (the CPU)
+    max_seq_len: int = bounded(2048, gt=16)  # the longest sequence this card trains at its batch
 
 
 # ---------------------------------------------------------------------------- stages
@@ -199,6 +223,11 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     @property
+    def max_seq_len(self) -> int:
+        """Token budget of one example: the persona's need, capped by what the GPU profile fits."""
+        return min(self.tokenize.max_seq_len, self.gpu.max_seq_len)
+
+    @property
     def grad_accum_steps(self) -> int:
         """Accumulation that keeps the persona's effective batch on this GPU profile."""
         per_step = self.gpu.micro_batch_size * self.gpu.num_processes
@@ -216,8 +245,27 @@ def _check_cross(cfg: Config) -> None:
     model = cfg.model
     if model.source == "scratch" and model.scratch is None:
         raise ConfigError("model.scratch is required when model.source is 'scratch'")
+    if model.source == "scratch" and model.prompt_format != "koalpaca":
+        raise ConfigError(
+            f"model.prompt_format must be koalpaca when model.source is 'scratch' (its tokenizer "
+            f"has no chat template or turn tokens), got {model.prompt_format}"
+        )
     if model.source == "hub" and not model.hub_id:
         raise ConfigError("model.hub_id is required when model.source is 'hub'")
+    if model.source == "hub" and model.shape is None:
+        raise ConfigError(
+            "model.shape is required when model.source is 'hub' (its config.json facts)"
+        )
+    if model.shape is not None and model.shape.hidden_size % model.shape.num_heads:
+        raise ConfigError(
+            f"model.shape.hidden_size ({model.shape.hidden_size}) must be divisible by "
+            f"model.shape.num_heads ({model.shape.num_heads})"
+        )
+    if model.shape is not None and model.shape.num_heads % model.shape.num_kv_heads:
+        raise ConfigError(
+            f"model.shape.num_heads ({model.shape.num_heads}) must be a multiple of "
+            f"model.shape.num_kv_heads ({model.shape.num_kv_heads})"
+        )
     if model.source == "local" and not model.path:
         raise ConfigError("model.path is required when model.source is 'local'")
     if model.scratch is not None and model.scratch.hidden_size % model.scratch.num_heads:
@@ -232,6 +280,10 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(
             f"tokenize.max_seq_len ({cfg.tokenize.max_seq_len}) must be <= "
             f"model.scratch.max_position_embeddings ({model.scratch.max_position_embeddings})"
+        )
+    if cfg.gpu.device == "cpu" and cfg.gpu.optimizer != "adamw_torch":
+        raise ConfigError(
+            f"gpu.optimizer {cfg.gpu.optimizer} needs CUDA; use adamw_torch on the CPU"
         )
     if cfg.gpu.device == "cpu" and cfg.gpu.compute_dtype == "float16":
         raise ConfigError("gpu.compute_dtype float16 is not supported on gpu.device cpu")

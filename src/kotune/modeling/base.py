@@ -82,11 +82,12 @@ def pin_pretrained_base(cfg: Config, out_dir: Path) -> dict[str, Any]:
         except (LocalEntryNotFoundError, FileNotFoundError, OSError):
             raise KotuneError(
                 f"model {model.hub_id}@{model.revision or 'main'} is not in the local Hugging Face "
-                f"cache and this run is offline; fetch it on a connected machine with "
-                f"`huggingface-cli download {model.hub_id} --revision {model.revision or 'main'}` "
-                f"or set model.path to a local copy"
+                f"cache (kotune never downloads during a run); fetch it with "
+                f"`hf download {model.hub_id} --revision {model.revision or 'main'}` "
+                f"(HF_HOME picks the cache), or set model.source=local and model.path to a copy"
             ) from None
         revision = root.name  # snapshots/<commit hash>
+    check_declared_shape(cfg, root)
     files = {k: v for k, v in sha256_tree(root).items() if not k.startswith(".")}
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -101,3 +102,25 @@ def pin_pretrained_base(cfg: Config, out_dir: Path) -> dict[str, Any]:
     }
     write_json(out_dir / MANIFEST, manifest)
     return {"files": len(files)}
+
+
+def check_declared_shape(cfg: Config, root: Path) -> None:
+    """The model yaml's shape (used for the memory estimate) must be what config.json says."""
+    from transformers import AutoConfig
+
+    from kotune.modeling.shapes import shape_mismatches, shape_of
+
+    actual = AutoConfig.from_pretrained(root, local_files_only=True)
+    if actual.model_type != cfg.model.family:
+        raise KotuneError(
+            f"{root}/config.json: model_type {actual.model_type!r}, but model.family is "
+            f"{cfg.model.family!r}"
+        )
+    if cfg.model.shape is None:
+        return
+    wrong = shape_mismatches(cfg.model.shape, shape_of(actual))
+    if wrong:
+        raise KotuneError(
+            f"{root}/config.json does not match model.shape of '{cfg.model.name}': "
+            + "; ".join(wrong)
+        )
