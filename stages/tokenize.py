@@ -4,7 +4,8 @@ DatasetDict with train and test splits.
     python stages/tokenize.py --train data/processed/train.jsonl --test data/processed/test.jsonl \
         --base models/base --out data/tokenized --metrics metrics/tokenize.json
 
-Reads params `tokenize`, `model` (prompt format) and `persona` (system prompt).
+Reads params `tokenize`, `gpu.max_seq_len` (the profile's cap on the persona's length), `model`
+(prompt format, end-of-turn token) and `persona` (system prompt).
 """
 
 import argparse
@@ -15,7 +16,7 @@ from kotune.config import Config, load_config
 from kotune.errors import DataError, run_cli
 from kotune.files import atomic_path, read_jsonl, write_json
 from kotune.modeling.loading import base_location, load_tokenizer, read_manifest
-from kotune.prompting import get_format
+from kotune.prompting import prompt_builder
 from kotune.records import training_examples
 from kotune.tokenizing import tokenize_split
 
@@ -24,16 +25,18 @@ def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: P
     from datasets import Dataset, DatasetDict
 
     tokenizer = load_tokenizer(*base_location(base, read_manifest(base)))
-    fmt = get_format(cfg.model.prompt_format)
+    model = cfg.model
+    builder = prompt_builder(
+        tokenizer, model.prompt_format, model.end_of_turn, cfg.persona.system_prompt, model.name
+    )
     datasets, stats = {}, {}
     for name, path in splits.items():
         examples = [e for _, r in read_jsonl(path) for e in training_examples(r)]
-        rows, counts = tokenize_split(
-            tokenizer, fmt, cfg.persona.system_prompt, examples, cfg.tokenize.max_seq_len
-        )
+        rows, counts = tokenize_split(builder, examples, cfg.max_seq_len)
         if not rows:
             raise DataError(
-                f"{path}: no example fits tokenize.max_seq_len={cfg.tokenize.max_seq_len}"
+                f"{path}: no example fits in {cfg.max_seq_len} tokens (tokenize.max_seq_len "
+                f"{cfg.tokenize.max_seq_len}, gpu.max_seq_len {cfg.gpu.max_seq_len})"
             )
         datasets[name] = Dataset.from_list(rows)
         stats.update({f"{name}_{key}": value for key, value in counts.items()})

@@ -13,7 +13,7 @@ from kotune.config import GenerationConfig
 from kotune.errors import KotuneError
 from kotune.files import read_json
 from kotune.generation import generation_kwargs
-from kotune.prompting import StopFilter, cut_at_stop, get_format
+from kotune.prompting import StopFilter, cut_at_stop, prompt_builder
 from kotune.tokenizing import fit_prompt
 
 SETTINGS = "kotune.json"
@@ -75,8 +75,14 @@ class ChatSession:
 
     def __init__(self, model: Any, tokenizer: Any, settings: dict[str, Any], gen: GenerationConfig):
         self.model, self.tokenizer, self.settings, self.gen = model, tokenizer, settings, gen
-        self.fmt = get_format(settings["prompt_format"])
-        self.stops = settings["stop_patterns"]
+        self.builder = prompt_builder(
+            tokenizer,
+            settings["prompt_format"],
+            settings.get("end_of_turn"),  # absent from folders exported before chat formats
+            settings["system_prompt"],
+            settings["base"]["name"],
+        )
+        self.stops = settings["stop_patterns"]  # the persona's and the format's, from export
         self.history: list[dict[str, str]] = []
         self.budget_tokens = model.config.max_position_embeddings - gen.max_new_tokens
 
@@ -89,16 +95,16 @@ class ChatSession:
         from transformers import TextIteratorStreamer
 
         context = [*self.history, {"role": "user", "content": question}]
-        ids, _ = fit_prompt(
-            self.tokenizer, self.fmt, self.settings["system_prompt"], context, self.budget_tokens
-        )
+        ids, _ = fit_prompt(self.builder, context, self.budget_tokens)
         if ids is None:
             raise KotuneError(
                 f"the question is longer than the model's context ({self.budget_tokens} tokens)"
             )
         device = next(self.model.parameters()).device
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = generation_kwargs(self.gen, self.tokenizer, self.stops)
+        kwargs = generation_kwargs(
+            self.gen, self.tokenizer, self.stops, self.builder.stop_token_ids
+        )
         input_ids = torch.tensor([ids], device=device)
         worker = threading.Thread(
             target=self.model.generate,

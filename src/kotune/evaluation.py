@@ -10,7 +10,7 @@ from typing import Any
 from kotune.config import Config
 from kotune.generation import generate_answers
 from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
-from kotune.prompting import get_format, stop_patterns
+from kotune.prompting import prompt_builder
 from kotune.records import training_examples
 from kotune.scoring import score
 from kotune.tokenizing import IGNORE_INDEX, fit_prompt
@@ -70,8 +70,14 @@ def evaluate_adapter(
     model, tokenizer = load_adapted_model(cfg, base_dir, adapter_dir)
     loss = token_loss(model, tokenizer, test_rows, cfg.evaluate.batch_size)
 
-    fmt = get_format(cfg.model.prompt_format)
-    stops = stop_patterns(fmt, cfg.persona.stop_patterns)
+    builder = prompt_builder(
+        tokenizer,
+        cfg.model.prompt_format,
+        cfg.model.end_of_turn,
+        cfg.persona.system_prompt,
+        cfg.model.name,
+    )
+    stops = builder.stop_patterns(cfg.persona.stop_patterns)
     gen = cfg.persona.generation
     budget = model.config.max_position_embeddings - gen.max_new_tokens
     examples = [e for r in test_records for e in training_examples(r)]
@@ -79,13 +85,15 @@ def evaluate_adapter(
         examples = examples[: cfg.evaluate.max_examples]
     prompts, kept, skipped = [], [], 0
     for example in examples:
-        ids, _ = fit_prompt(tokenizer, fmt, cfg.persona.system_prompt, example["context"], budget)
+        ids, _ = fit_prompt(builder, example["context"], budget)
         if ids is None:
             skipped += 1
             continue
         prompts.append(ids)
         kept.append(example)
-    answers = generate_answers(model, tokenizer, prompts, gen, stops, cfg.evaluate.batch_size)
+    answers = generate_answers(
+        model, tokenizer, prompts, gen, stops, builder.stop_token_ids, cfg.evaluate.batch_size
+    )
     predictions = [
         {
             "id": example["id"],

@@ -1,9 +1,9 @@
 """The export step: a self-contained adapter folder that `kotune chat` loads alone.
 
-models/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer, kotune.json
-(base and revision or bundled path, prompt format, persona, stops, generation), README.md (the
-model card) and manifest.json (sha256 of every file, git commit, data hashes). A scratch base
-is bundled under base/ since no hub holds it.
+models/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer (with its chat
+template), kotune.json (base and revision or bundled path, prompt format and end-of-turn token,
+persona, stops, generation), README.md (the model card) and manifest.json (sha256 of every
+file, git commit, data hashes). A scratch base is bundled under base/ since no hub holds it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from kotune.config import Config, to_dict
 from kotune.files import sha256_tree
-from kotune.modeling.loading import MANIFEST, read_manifest
-from kotune.prompting import get_format, stop_patterns
+from kotune.modeling.loading import MANIFEST, base_location, load_tokenizer, read_manifest
+from kotune.prompting import PromptBuilder, prompt_builder
 
 SETTINGS = "kotune.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -33,9 +33,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def chat_settings(cfg: Config, base_manifest: dict[str, Any]) -> dict[str, Any]:
+def chat_settings(
+    cfg: Config, base_manifest: dict[str, Any], builder: PromptBuilder
+) -> dict[str, Any]:
     """Everything chat needs besides the weights: what kotune.json holds."""
-    fmt = get_format(cfg.model.prompt_format)
     if base_manifest["source"] == "scratch":
         base = {"source": "bundled", "path": "base"}
     elif base_manifest["source"] == "local":
@@ -49,9 +50,10 @@ def chat_settings(cfg: Config, base_manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         "persona": cfg.persona.name,
         "base": {**base, "name": cfg.model.name, "family": cfg.model.family},
-        "prompt_format": fmt.name,
+        "prompt_format": builder.fmt.name,
+        "end_of_turn": cfg.model.end_of_turn,  # null: the tokenizer's eos
         "system_prompt": cfg.persona.system_prompt,
-        "stop_patterns": stop_patterns(fmt, cfg.persona.stop_patterns),
+        "stop_patterns": builder.stop_patterns(cfg.persona.stop_patterns),
         "generation": to_dict(cfg.persona.generation),
         "chat_quantization": cfg.gpu.chat_quantization,
         "compute_dtype": cfg.gpu.compute_dtype,
@@ -69,6 +71,9 @@ def model_card(cfg: Config, settings: dict[str, Any], metrics: dict[str, dict[st
     )
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(evaluation.items()))
     lora = cfg.train.lora
+    end_of_turn = (
+        f" (answers end with `{settings['end_of_turn']}`)" if settings["end_of_turn"] else ""
+    )
     return f"""# kotune adapter: {cfg.persona.name}
 
 A LoRA adapter that makes {base_line} answer as the `{cfg.persona.name}` persona.
@@ -107,7 +112,7 @@ ROUGE and BLEU on Kiwi morphemes, chrF on characters, all 0–100.
 
 ## Prompt
 
-Format `{settings["prompt_format"]}`; generation stops at {", ".join(repr(s) for s in settings["stop_patterns"])}.
+Format `{settings["prompt_format"]}`{end_of_turn}; generation stops at {", ".join(repr(s) for s in settings["stop_patterns"])}.
 """
 
 
@@ -124,14 +129,24 @@ def export_adapter(
     out_dir.mkdir(parents=True)
     for name in ADAPTER_FILES:
         shutil.copy2(checkpoint_dir / name, out_dir / name)
+    tokenizer = load_tokenizer(*base_location(base_dir, base_manifest))
+    builder = prompt_builder(
+        tokenizer,
+        cfg.model.prompt_format,
+        cfg.model.end_of_turn,
+        cfg.persona.system_prompt,
+        cfg.model.name,
+    )
     if base_manifest["source"] == "scratch":
         shutil.copytree(base_dir, out_dir / "base")
-    tokenizer_files = [
-        p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))
-    ]
-    for path in tokenizer_files:
-        shutil.copy2(path, out_dir / path.name)
-    settings = chat_settings(cfg, base_manifest)
+        tokenizer_files = [
+            p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))
+        ]
+        for path in tokenizer_files:
+            shutil.copy2(path, out_dir / path.name)
+    else:  # hub/local: models/base holds only the manifest; the tokenizer's files vary by model
+        tokenizer.save_pretrained(out_dir)
+    settings = chat_settings(cfg, base_manifest, builder)
     (out_dir / SETTINGS).write_text(
         json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )

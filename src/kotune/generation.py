@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kotune.config import GenerationConfig
 from kotune.prompting import cut_at_stop
 
 
-def generation_kwargs(gen: GenerationConfig, tokenizer: Any, stops: list[str]) -> dict[str, Any]:
-    """Arguments for `model.generate`: the end token and the stop strings end an answer."""
+def generation_kwargs(
+    gen: GenerationConfig, tokenizer: Any, stops: list[str], stop_token_ids: Sequence[int]
+) -> dict[str, Any]:
+    """Arguments for `model.generate`: the end-of-turn and eos ids and the stop strings end an
+    answer (`stop_token_ids`: PromptBuilder.stop_token_ids)."""
     kwargs: dict[str, Any] = {
         "max_new_tokens": gen.max_new_tokens,
         "do_sample": gen.do_sample,
         "repetition_penalty": gen.repetition_penalty,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": list(stop_token_ids),
         "pad_token_id": tokenizer.pad_token_id,
-        "stop_strings": stops,
-        "tokenizer": tokenizer,
     }
+    if stops:  # transformers refuses an empty list of stop strings
+        kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     if gen.do_sample:
         kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
     return kwargs
@@ -30,6 +34,7 @@ def generate_answers(
     prompt_ids: list[list[int]],
     gen: GenerationConfig,
     stops: list[str],
+    stop_token_ids: Sequence[int],
     batch_size: int,
     desc: str = "generate",
 ) -> list[str]:
@@ -39,7 +44,7 @@ def generate_answers(
 
     device = next(model.parameters()).device
     answers: list[str] = []
-    kwargs = generation_kwargs(gen, tokenizer, stops)
+    kwargs = generation_kwargs(gen, tokenizer, stops, stop_token_ids)
     batches = range(0, len(prompt_ids), batch_size)
     for start in tqdm(batches, desc=desc, unit="batch"):
         batch = prompt_ids[start : start + batch_size]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kotune.prompting import PromptFormat, render_answer, render_prompt
+from kotune.prompting import PromptBuilder
 
 IGNORE_INDEX = -100  # labels with this value are left out of the loss
 
@@ -21,18 +21,13 @@ def _drop_oldest_turn(context: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def fit_prompt(
-    tokenizer: Any,
-    fmt: PromptFormat,
-    system_prompt: str,
-    context: list[dict[str, str]],
-    budget_tokens: int,
+    builder: PromptBuilder, context: list[dict[str, str]], budget_tokens: int
 ) -> tuple[list[int] | None, int]:
     """Prompt ids within `budget_tokens`, dropping the oldest turns first; returns (ids, turns
     dropped), or (None, n) if even the last question alone does not fit."""
     dropped = 0
     while True:
-        prompt = render_prompt(fmt, system_prompt, context)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = builder.prompt_ids(context)
         if len(prompt_ids) <= budget_tokens:
             return prompt_ids, dropped
         shorter = _drop_oldest_turn(context)
@@ -42,21 +37,14 @@ def fit_prompt(
 
 
 def encode_example(
-    tokenizer: Any,
-    fmt: PromptFormat,
-    system_prompt: str,
-    example: dict[str, Any],
-    max_seq_len: int,
+    builder: PromptBuilder, example: dict[str, Any], max_seq_len: int
 ) -> dict[str, Any] | None:
     """Token ids and labels for one example, or None if even its last question and the answer
-    do not fit in `max_seq_len` (the caller counts those)."""
-    eos_id = tokenizer.eos_token_id
-    if eos_id is None:
-        raise ValueError("the tokenizer has no eos token: the model could never learn to stop")
-    answer_ids = tokenizer(render_answer(example["answer"]), add_special_tokens=False)["input_ids"]
-    answer_ids = [*answer_ids, eos_id]
+    do not fit in `max_seq_len` (the caller counts those). The labels are the answer's ids and
+    the end-of-turn id; the prompt's are IGNORE_INDEX."""
+    answer_ids = builder.answer_ids(example["answer"])
     budget = max_seq_len - len(answer_ids)
-    prompt_ids, dropped = fit_prompt(tokenizer, fmt, system_prompt, example["context"], budget)
+    prompt_ids, dropped = fit_prompt(builder, example["context"], budget)
     if prompt_ids is None:
         return None
     return {
@@ -70,16 +58,12 @@ def encode_example(
 
 
 def tokenize_split(
-    tokenizer: Any,
-    fmt: PromptFormat,
-    system_prompt: str,
-    examples: list[dict[str, Any]],
-    max_seq_len: int,
+    builder: PromptBuilder, examples: list[dict[str, Any]], max_seq_len: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Encode every example of a split; returns the rows and counts (kept, skipped, cut)."""
     rows, skipped = [], 0
     for example in examples:
-        row = encode_example(tokenizer, fmt, system_prompt, example, max_seq_len)
+        row = encode_example(builder, example, max_seq_len)
         if row is None:
             skipped += 1
         else:

@@ -49,7 +49,8 @@ def device_map(device: str) -> dict[str, Any]:
 def load_tokenizer(location: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+    # local_files_only: as for the weights, the base stage pinned what is here; never download
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, local_files_only=True)
     if tokenizer.pad_token_id is None:  # Polyglot/Llama ship none: pad with eos, masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -83,7 +84,11 @@ def load_model(
     elif quantization != "none":
         raise KotuneError(f"unknown quantization '{quantization}' (nf4, int8, none)")
     model = AutoModelForCausalLM.from_pretrained(
-        location, revision=revision, device_map=device_map(device), **kwargs
+        location,
+        revision=revision,
+        device_map=device_map(device),
+        local_files_only=True,  # the base stage pinned what is in the cache: never download
+        **kwargs,
     )
     if quantization == "nf4" and device == "cpu":
         keep_cpu_nf4_layout(model)
