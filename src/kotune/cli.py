@@ -108,6 +108,46 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from kotune.config import compose, parse_config
+    from kotune.modeling.memory import estimate_for, suggestions
+
+    conf = Path(args.conf)
+    if args.all:
+        models = sorted(p.stem for p in (conf / "model").glob("*.yaml"))
+        gpus = sorted(p.stem for p in (conf / "gpu").glob("*.yaml") if p.stem != "cpu")
+        print("| model | " + " | ".join(gpus) + " |")
+        print("|---|" + "---|" * len(gpus))
+        for model in models:
+            cells = []
+            for gpu in gpus:
+                cfg = parse_config(compose([f"model={model}", f"gpu={gpu}", *args.overrides], conf))
+                estimate = estimate_for(cfg)
+                cells.append(f"{estimate.card:.1f} {'✓' if estimate.fits else '✗'}")
+            print(f"| {model} | " + " | ".join(cells) + " |")
+        return 0
+    cfg = parse_config(compose(args.overrides, conf))
+    estimate = estimate_for(cfg)
+    gpu = cfg.gpu
+    print(
+        f"{cfg.model.name} on {gpu.name}: micro-batch {gpu.micro_batch_size} × {cfg.max_seq_len} "
+        f"tokens, {gpu.quantization}, {gpu.compute_dtype}, gradient checkpointing "
+        f"{'on' if gpu.gradient_checkpointing else 'off'}, {gpu.optimizer}"
+    )
+    for part, gib in estimate.as_dict().items():
+        print(f"  {part:<20} {gib:8.2f} GiB")
+    if gpu.memory_gib == 0:
+        print("no fixed budget on this profile (the CPU)")
+        return 0
+    if estimate.fits:
+        print(f"fits: {estimate.card:.1f} of {estimate.budget:.1f} GiB")
+        return 0
+    print(
+        f"does not fit: {estimate.card:.1f} of {estimate.budget:.1f} GiB; try {suggestions(cfg, estimate)}"
+    )
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kotune", description="Korean persona chatbots: data steps, scoring and chat."
@@ -160,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.set_defaults(run=cmd_chat)
+
+    p = sub.add_parser("fit", help="estimate training memory for a model × GPU profile choice")
+    p.add_argument(
+        "overrides", nargs="*", help="as for dvc exp run -S: model=… gpu=… train.lora.r=…"
+    )
+    p.add_argument("--all", action="store_true", help="a table of every model × GPU profile")
+    p.add_argument("--conf", default="conf")
+    p.set_defaults(run=cmd_fit)
     return parser
 
 
