@@ -5,22 +5,42 @@ early stopping on eval_loss, resumable.
         --live metrics/train_live --metrics metrics/train.json
 
 Reads params `train`, `gpu`, `model`, `tokenize` and `persona` (all part of the resume check).
+With `gpu.num_processes` > 1 the same command runs itself on that many processes via torchrun;
+rank 0 writes the metrics. Ctrl-C keeps the checkpoints: run it again to continue (exit 130).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
-from kotune.errors import run_cli
+from kotune.errors import KotuneError, run_cli
 from kotune.files import write_json
-from kotune.training.qlora import train_adapter
+from kotune.modeling.memory import check_fits, oom_message
+from kotune.training.launch import is_main_process, needs_launcher, relaunch, stopped
 
 
-def main(cfg: Config, base: Path, data: Path, out: Path, live: Path, metrics: Path) -> None:
-    stats = train_adapter(cfg, base, data, out, live)
-    write_json(metrics, stats)
-    print(f"train: best {stats['best_checkpoint']} (eval_loss {stats['best_eval_loss']})")
+def main(cfg: Config, base: Path, data: Path, out: Path, live: Path, metrics: Path) -> int:
+    if needs_launcher(cfg.gpu.num_processes):
+        check_fits(cfg, base)  # once here, not once per process
+        return relaunch(cfg.gpu.num_processes)  # this very command, once per process
+    import torch
+
+    from kotune.training.qlora import TrainingStopped, train_adapter
+
+    try:
+        stats = train_adapter(cfg, base, data, out, live)
+    except TrainingStopped as stop:
+        if is_main_process():
+            print(f"train: {stop}", file=sys.stderr)
+        return stopped()
+    except torch.OutOfMemoryError:
+        raise KotuneError(oom_message(cfg)) from None
+    if is_main_process():
+        write_json(metrics, stats)
+        print(f"train: best {stats['best_checkpoint']} (eval_loss {stats['best_eval_loss']})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,41 @@
 """Real 4-bit NF4 QLoRA on CPU with tiny models of each architecture family."""
 
+import importlib.util
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from kotune.training.qlora import find_lora_targets, prepare_checkpoints_dir
+from kotune.errors import KotuneError
+from kotune.training.qlora import (
+    find_lora_targets,
+    last_checkpoint,
+    prepare_checkpoints_dir,
+    resumable_checkpoint,
+    run_finished,
+    train_loss_figures,
+    trim_curves,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+# the train stage's arguments, as dvc.yaml gives them
+STAGE = [
+    "--base",
+    "models/base",
+    "--data",
+    "data/tokenized",
+    "--out",
+    "models/checkpoints",
+    "--live",
+    "metrics/train_live",
+    "--metrics",
+    "metrics/train.json",
+]
 
 SHAPES = {
     "gpt_neox": (
@@ -113,15 +143,196 @@ def test_qlora_steps_with_evaluations_between_lower_the_loss_and_leave_the_base_
             )
 
 
+def checkpoint(ckpts, step, complete=True, stop=False):
+    path = ckpts / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    if complete:  # the Trainer writes trainer_state.json last
+        control = {"args": {"should_training_stop": stop}, "attributes": {}}
+        state = {"global_step": step, "stateful_callbacks": {"TrainerControl": control}}
+        (path / "trainer_state.json").write_text(json.dumps(state))
+    return path
+
+
 def test_resume_only_when_the_fingerprint_matches(tmp_path):
     ckpts = tmp_path / "checkpoints"
     assert prepare_checkpoints_dir(ckpts, "abc", resume=True) is None
-    (ckpts / "checkpoint-10").mkdir()
-    (ckpts / "checkpoint-20").mkdir()
+    checkpoint(ckpts, 10)
+    checkpoint(ckpts, 20)
     assert prepare_checkpoints_dir(ckpts, "abc", resume=True) == ckpts / "checkpoint-20"
+    assert resumable_checkpoint(ckpts, "abc", resume=True) == ckpts / "checkpoint-20"
+    assert resumable_checkpoint(ckpts, "changed", resume=True) is None
+    assert resumable_checkpoint(ckpts, "abc", resume=False) is None
     assert prepare_checkpoints_dir(ckpts, "abc", resume=False) is None
     assert not (ckpts / "checkpoint-20").exists()
-    (ckpts / "checkpoint-5").mkdir()
+    checkpoint(ckpts, 5)
     assert prepare_checkpoints_dir(ckpts, "changed", resume=True) is None
     assert list(ckpts.iterdir()) == [ckpts / "fingerprint.json"]
     assert json.loads((ckpts / "fingerprint.json").read_text()) == {"fingerprint": "changed"}
+
+
+def test_a_save_cut_off_by_a_kill_is_not_resumed_from_but_removed(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    prepare_checkpoints_dir(ckpts, "abc", resume=True)
+    checkpoint(ckpts, 2)
+    checkpoint(ckpts, 4)
+    checkpoint(ckpts, 6, complete=False)  # killed while saving: no trainer_state.json yet
+    assert last_checkpoint(ckpts) == ckpts / "checkpoint-4"
+    assert prepare_checkpoints_dir(ckpts, "abc", resume=True) == ckpts / "checkpoint-4"
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "checkpoint-2",
+        "checkpoint-4",
+        "fingerprint.json",
+    ]
+    # killed before its first checkpoint was complete: start over
+    for path in ckpts.glob("checkpoint-*"):
+        shutil.rmtree(path)
+    checkpoint(ckpts, 2, complete=False)
+    assert prepare_checkpoints_dir(ckpts, "abc", resume=True) is None
+    assert list(ckpts.iterdir()) == [ckpts / "fingerprint.json"]
+
+
+def test_a_run_has_finished_when_its_checkpoint_says_training_should_stop(tmp_path):
+    assert run_finished(checkpoint(tmp_path, 8, stop=True))
+    assert not run_finished(checkpoint(tmp_path, 6))
+
+
+@pytest.mark.parametrize(
+    "log_history, mean, last",
+    [
+        ([], None, None),
+        ([{"step": 2, "eval_loss": 1.0}], None, None),
+        # logged at steps 1, 3, 4: each loss is the mean since the log before
+        (
+            [
+                {"step": 1, "loss": 4.0},
+                {"step": 3, "loss": 2.0},
+                {"step": 3, "eval_loss": 9.0},
+                {"step": 4, "loss": 1.0},
+            ],
+            (4.0 + 2.0 * 2 + 1.0) / 4,
+            1.0,
+        ),
+    ],
+)
+def test_train_loss_figures_weight_each_log_by_the_steps_it_covers(log_history, mean, last):
+    assert train_loss_figures(log_history) == (mean, last)
+
+
+def test_curves_logged_past_the_resumed_checkpoint_are_dropped(tmp_path):
+    table = tmp_path / "plots" / "metrics" / "train" / "loss.tsv"
+    table.parent.mkdir(parents=True)
+    table.write_text("step\tloss\n1\t4.0\n2\t3.0\n3\t2.5\n")
+    trim_curves(tmp_path, 2)
+    assert table.read_text() == "step\tloss\n1\t4.0\n2\t3.0\n"
+
+
+def tiny_project(root, tokenizer, overrides, train_examples=40, test_examples=8):
+    """What stages/train.py reads, in `root`: params.yaml (the composed defaults + `overrides`),
+    models/base (a 2-layer GPT-NeoX, random weights, and its manifest) and data/tokenized
+    (arithmetic sequences the adapter can learn, the first 4 tokens masked as a prompt)."""
+    from datasets import Dataset, DatasetDict
+
+    from kotune.config import ScratchModelConfig, compose
+    from kotune.files import digest_of, sha256_tree, write_json
+    from kotune.modeling.scratch import build_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(
+        yaml.safe_dump(compose(overrides, ROOT / "conf"), allow_unicode=True), encoding="utf-8"
+    )
+    base = root / "models" / "base"
+    shape = ScratchModelConfig(
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
+    build_model(shape, tokenizer, seed=0).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    write_json(
+        base / "manifest.json", {"source": "scratch", "fingerprint": digest_of(sha256_tree(base))}
+    )
+    symbols = 48  # a small shared alphabet: what is learned on train lowers the test loss too
+
+    def rows(count, offset):
+        for i in range(offset, offset + count):
+            length, stride = 12 + (i * 7) % 29, 1 + i % 5
+            ids = [2 + (i + k * stride) % symbols for k in range(length)]  # not eos, pad
+            yield {"input_ids": ids, "labels": [-100] * 4 + ids[4:]}
+
+    DatasetDict(
+        train=Dataset.from_list(list(rows(train_examples, 0))),
+        test=Dataset.from_list(list(rows(test_examples, 1000))),
+    ).save_to_disk(str(root / "data" / "tokenized"))
+    return root
+
+
+def train(root):
+    """The train stage's work on a tiny project, in this process (no metrics file written)."""
+    from kotune.config import load_config
+    from kotune.training.qlora import train_adapter
+
+    return train_adapter(
+        load_config(root / "params.yaml"),
+        root / "models" / "base",
+        root / "data" / "tokenized",
+        root / "models" / "checkpoints",
+        root / "metrics" / "train_live",
+    )
+
+
+def run_stage(root):
+    """stages/train.py in `root`, as DVC runs it."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train.py"), *STAGE],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("train_stage", ROOT / "stages" / "train.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage
+
+
+def test_a_run_that_cannot_fit_the_card_stops_before_loading_anything(tmp_path, tiny_tokenizer):
+    root = tiny_project(tmp_path, tiny_tokenizer, ["gpu.memory_gib=0.001"])
+    with pytest.raises(KotuneError, match="needs about .* GiB"):
+        train(root)
+    assert not (root / "models" / "checkpoints").exists()
+
+
+def test_train_metrics_hold_the_memory_estimate_and_peaks(tmp_path, tiny_tokenizer):
+    from kotune.config import load_config
+    from kotune.modeling.memory import check_fits
+
+    overrides = ["gpu.memory_gib=64", "train.max_steps=2", "train.eval_steps=2"]
+    root = tiny_project(tmp_path, tiny_tokenizer, overrides)
+    metrics = train(root)
+    estimate = check_fits(load_config(root / "params.yaml"), root / "models" / "base")
+    assert metrics["estimated_memory_gib"] == estimate["card"] > 0  # what the card must have
+    assert metrics["peak_allocated_gib"] is None and metrics["peak_reserved_gib"] is None  # CPU
+    assert metrics["num_processes"] == 1 and metrics["global_step"] == 2
+
+
+def test_cuda_out_of_memory_in_training_is_one_line_with_advice(tmp_path, monkeypatch):
+    from kotune.config import compose, parse_config
+    from kotune.modeling.memory import oom_message
+    from kotune.training import qlora
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(qlora, "train_adapter", out_of_memory)
+    cfg = parse_config(compose([], ROOT / "conf"))
+    with pytest.raises(KotuneError) as error:
+        load_stage().main(
+            cfg, *(tmp_path / name for name in ["base", "data", "out", "live", "m.json"])
+        )
+    assert str(error.value) == oom_message(cfg)
+    assert not (tmp_path / "m.json").exists()

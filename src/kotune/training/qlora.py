@@ -15,8 +15,10 @@ from typing import Any
 from kotune.config import Config, to_dict
 from kotune.files import digest_of, sha256_tree
 from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
+from kotune.modeling.memory import check_fits, peak_memory
 
 FINGERPRINT = "fingerprint.json"
+TRAINER_STATE = "trainer_state.json"
 # Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
 CURVES = {
     "loss": "train/loss",
@@ -55,29 +57,70 @@ def run_fingerprint(cfg: Config, tokenized_dir: Path, base_dir: Path) -> str:
     return digest_of({"params": json.dumps(params, sort_keys=True), "base": base, **data})
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
 def last_checkpoint(checkpoints_dir: Path) -> Path | None:
-    found = [p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """The newest complete checkpoint: trainer_state.json is written last, so a folder without
+    it is a save cut off by Ctrl-C or kill, and cannot be resumed from."""
+    found = [
+        p
+        for p in checkpoints_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()
+    ]
+    return max(found, key=checkpoint_step, default=None)
+
+
+def resumable_checkpoint(checkpoints_dir: Path, fingerprint: str, resume: bool) -> Path | None:
+    """The last checkpoint of a run with this very fingerprint, when resuming is on."""
+    stamp = checkpoints_dir / FINGERPRINT
+    if not resume or not stamp.is_file():
+        return None
+    if json.loads(stamp.read_text())["fingerprint"] != fingerprint:
+        return None
+    return last_checkpoint(checkpoints_dir)
 
 
 def prepare_checkpoints_dir(checkpoints_dir: Path, fingerprint: str, resume: bool) -> Path | None:
-    """The checkpoint to resume from, or None after emptying the folder for a fresh run."""
-    stamp = checkpoints_dir / FINGERPRINT
-    if resume and stamp.is_file():
-        recorded = json.loads(stamp.read_text())["fingerprint"]
-        checkpoint = last_checkpoint(checkpoints_dir)
-        if recorded == fingerprint and checkpoint is not None:
-            return checkpoint
+    """The checkpoint to resume from (anything saved after it removed: a cut-off save), or None
+    after emptying the folder for a fresh run. Rank 0 alone calls this."""
+    checkpoint = resumable_checkpoint(checkpoints_dir, fingerprint, resume)
+    if checkpoint is not None:
+        step = checkpoint_step(checkpoint)
+        for later in checkpoints_dir.glob("checkpoint-*"):
+            if later.name.split("-")[-1].isdigit() and checkpoint_step(later) > step:
+                shutil.rmtree(later)
+        return checkpoint
     if checkpoints_dir.exists():
         shutil.rmtree(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True)
+    stamp = checkpoints_dir / FINGERPRINT
     stamp.write_text(json.dumps({"fingerprint": fingerprint}, indent=2) + "\n")
     return None
 
 
+def run_finished(checkpoint: Path) -> bool:
+    """Whether training had ended at this checkpoint (max_steps reached or early stopping): the
+    Trainer saves its control flags with the state, after the stop was decided."""
+    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {})
+    return bool(control.get("args", {}).get("should_training_stop"))
+
+
+def trim_curves(live_dir: Path, last_step: int) -> None:
+    """Drop curve points logged after `last_step` (an interrupted run got past its checkpoint):
+    the resumed run logs those steps again."""
+    for table in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        header, *rows = table.read_text(encoding="utf-8").splitlines()
+        step = header.split("\t").index("step")
+        kept = [row for row in rows if int(row.split("\t")[step]) <= last_step]
+        table.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
+
+
 def live_callback(live_dir: Path, resume: bool) -> Any:
     """Training curves through DVCLive, x = the optimizer step (the stock callback counts
-    log calls instead), so `dvc plots show` lines up train and eval loss."""
+    log calls instead), so `dvc plots show` lines up train and eval loss. Rank 0 only."""
     from dvclive import Live
     from transformers import TrainerCallback
 
@@ -85,7 +128,7 @@ def live_callback(live_dir: Path, resume: bool) -> Any:
 
     class LiveCurves(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
+            if not logs:
                 return
             live.step = state.global_step
             for key, name in CURVES.items():
@@ -94,10 +137,37 @@ def live_callback(live_dir: Path, resume: bool) -> Any:
             live.make_summary()
 
         def on_train_end(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                live.end()
+            live.end()
 
     return LiveCurves()
+
+
+def log_at_checkpoints() -> Any:
+    """Log the train loss at every save as well: then each checkpoint's log history covers every
+    step up to it, and a resumed run can still report the mean train loss of the whole run."""
+    from transformers import TrainerCallback
+
+    class LogAtCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save:
+                control.should_log = True
+
+    return LogAtCheckpoints()
+
+
+def train_loss_figures(log_history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(mean over every step of the run, last logged) train loss. Each logged `loss` is the mean
+    over the steps since the log before, so weighting by that span gives the run's mean; a
+    resumed run carries the earlier sessions' logs over from its checkpoint."""
+    total, previous = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous = entry["step"]
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    if not losses:
+        return None, None
+    return total / previous, losses[-1]
 
 
 def training_arguments(cfg: Config, output_dir: Path) -> Any:
@@ -137,19 +207,41 @@ def training_arguments(cfg: Config, output_dir: Path) -> Any:
         data_seed=train.seed,
         report_to="none",
         dataloader_num_workers=0,
+        # a resumed run goes on with early stopping's patience count where the checkpoint left it
+        restore_callback_states_from_checkpoint=True,
         ddp_find_unused_parameters=False if gpu.num_processes > 1 else None,
+        ddp_backend="gloo" if not on_gpu and gpu.num_processes > 1 else None,
     )
+
+
+class TrainingStopped(Exception):
+    """Ctrl-C during training: every checkpoint saved so far is kept for the next run."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        self.step, self.checkpoint = step, checkpoint
+        then = (
+            f"continue from {checkpoint.name}" if checkpoint else "start over (no checkpoint yet)"
+        )
+        super().__init__(f"stopped at step {step}; run dvc repro (or this command) again to {then}")
 
 
 def train_adapter(
     cfg: Config, base_dir: Path, tokenized_dir: Path, checkpoints_dir: Path, live_dir: Path
 ) -> dict[str, Any]:
-    """Train LoRA on the base; returns the flat metrics for metrics/train.json."""
+    """Train LoRA on the base; returns the flat metrics for metrics/train.json.
+
+    Under torchrun every process runs this with its own 4-bit copy of the base; rank 0 alone
+    prepares the checkpoints folder and writes the curves (the Trainer saves on rank 0 only).
+    """
     import torch
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, set_seed
+    from transformers.trainer_callback import TrainerState
 
+    estimate = check_fits(cfg, base_dir)  # before loading: a run that cannot fit fails in seconds
+    args = training_arguments(cfg, checkpoints_dir)  # under torchrun: joins the process group
+    main = args.process_index == 0
     set_seed(cfg.train.seed)
     location, revision = base_location(base_dir, read_manifest(base_dir))
     tokenizer = load_tokenizer(location, revision)
@@ -162,12 +254,17 @@ def train_adapter(
         attention=cfg.gpu.attention,
         double_quant=cfg.gpu.double_quant,
     )
+    # non-reentrant recomputation: what DDP needs (the reentrant kind can mark a gradient ready
+    # twice), and torch warns when it is not chosen explicitly
+    checkpointing = {"use_reentrant": False}
     if cfg.gpu.quantization != "none":
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gpu.gradient_checkpointing
+            model,
+            use_gradient_checkpointing=cfg.gpu.gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing,
         )
     elif cfg.gpu.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
     targets = cfg.model.lora_targets
     if targets == ["auto"]:
@@ -191,42 +288,63 @@ def train_adapter(
     eval_set = data["test"].select_columns(columns)
 
     fingerprint = run_fingerprint(cfg, tokenized_dir, base_dir)
-    resume_from = prepare_checkpoints_dir(checkpoints_dir, fingerprint, cfg.train.resume)
-    if resume_from is None and live_dir.exists():
-        shutil.rmtree(live_dir)
+    # rank 0 empties or trims the folder first; the others then read the same decision from it
+    with args.main_process_first(local=False, desc="checkpoints"):
+        if main:
+            resume_from = prepare_checkpoints_dir(checkpoints_dir, fingerprint, cfg.train.resume)
+            if resume_from is None and live_dir.exists():
+                shutil.rmtree(live_dir)
+            elif resume_from is not None:
+                trim_curves(live_dir, checkpoint_step(resume_from))
+        else:
+            resume_from = resumable_checkpoint(checkpoints_dir, fingerprint, cfg.train.resume)
+    callbacks = [
+        EarlyStoppingCallback(
+            early_stopping_patience=cfg.train.early_stopping_patience,
+            early_stopping_threshold=cfg.train.early_stopping_threshold,
+        ),
+        log_at_checkpoints(),
+    ]
+    if main:
+        callbacks.append(live_callback(live_dir, resume=resume_from is not None))
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, checkpoints_dir),
+        args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=DataCollatorForSeq2Seq(
             tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8, return_tensors="pt"
         ),
-        callbacks=[
-            EarlyStoppingCallback(
-                early_stopping_patience=cfg.train.early_stopping_patience,
-                early_stopping_threshold=cfg.train.early_stopping_threshold,
-            ),
-            live_callback(live_dir, resume=resume_from is not None),
-        ],
+        callbacks=callbacks,
     )
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if resume_from is not None and run_finished(resume_from):
+        # the run had ended (max_steps or early stopping): report it, do not train on past its end
+        state = TrainerState.load_from_json(str(resume_from / TRAINER_STATE))
+    else:
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except KeyboardInterrupt:
+            raise TrainingStopped(
+                trainer.state.global_step, last_checkpoint(checkpoints_dir)
+            ) from None
+        state = trainer.state
     seconds = time.perf_counter() - start
-    state = trainer.state
-    best = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
-    train_losses = [log["loss"] for log in state.log_history if "loss" in log]
+    resumed_step = checkpoint_step(resume_from) if resume_from else 0
+    session_steps = state.global_step - resumed_step
     # tokens of this session only: a resumed run must not claim the earlier run's throughput
     session_tokens = state.num_input_tokens_seen - getattr(
-        trainer, "_initial_num_input_tokens_seen", 0
+        trainer, "_initial_num_input_tokens_seen", state.num_input_tokens_seen
     )
+    best = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
+    mean_loss, final_loss = train_loss_figures(state.log_history)
     max_steps = state.max_steps
     metrics = {
         "best_checkpoint": best.name if best else None,
-        "best_step": int(best.name.split("-")[-1]) if best else None,
+        "best_step": checkpoint_step(best) if best else None,
         "best_eval_loss": round(state.best_metric, 5) if state.best_metric is not None else None,
-        "final_train_loss": round(train_losses[-1], 5) if train_losses else None,
-        "mean_train_loss": round(result.training_loss, 5),
+        "final_train_loss": round(final_loss, 5) if final_loss is not None else None,
+        "mean_train_loss": round(mean_loss, 5) if mean_loss is not None else None,
         "global_step": state.global_step,
         "planned_steps": max_steps,
         "stopped_early": state.global_step < max_steps,
@@ -236,11 +354,26 @@ def train_adapter(
         "trainable_percent": round(100 * trainable / total, 4),
         "lora_targets": ",".join(targets),
         "grad_accum_steps": cfg.grad_accum_steps,
+        "num_processes": args.world_size,
         "runtime_seconds": round(seconds, 2),
-        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else 0,
-        "train_tokens_seen": int(state.num_input_tokens_seen),
-        "train_tokens_per_second": round(session_tokens / seconds, 1),
+        "resumed_from_step": resumed_step,
+        "session_steps": session_steps,
+        "train_tokens_seen": int(state.num_input_tokens_seen),  # every process's, every session's
+        "train_tokens_per_second": (
+            round(session_tokens / seconds, 1) if session_steps > 0 else None
+        ),
         "device": cfg.gpu.device,
         "torch_threads": torch.get_num_threads(),
+        "estimated_memory_gib": estimate["card"] if estimate else None,
+        **peak_memory(),
     }
+    leave_process_group()  # every rank is done with collectives here
     return metrics
+
+
+def leave_process_group() -> None:
+    """Destroy torchrun's process group, if any: exiting with it alive makes torch warn."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
