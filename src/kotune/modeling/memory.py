@@ -5,8 +5,8 @@ The estimate counts what QLoRA training keeps on one card (bytes):
 
 - the frozen linear layers in 4-bit NF4: 4 bits a weight plus the block constants (an 8-bit
   absmax per 64 weights and an fp32 one per 256 blocks with double quantisation, else fp32 per 64);
-- embeddings, an untied LM head and the norms in fp32 (peft's `prepare_model_for_kbit_training`
-  upcasts every 16-bit parameter that is not 4-bit);
+- embeddings and an untied LM head in the compute dtype (kotune undoes peft's fp32 upcast of
+  them), the norms in fp32;
 - LoRA weights and their gradients in fp32, and the optimizer's two moments (8-bit: 2 bytes a
   weight; AdamW: 8);
 - activations per token and layer, `ACT_HIDDEN` × hidden + `ACT_FFN` × ffn elements in the
@@ -106,11 +106,12 @@ def estimate_training_memory(
     if gpu.quantization == "nf4":
         bits = 4 + (8 / 64 + 32 / (64 * 256) if gpu.double_quant else 32 / 64)
         linear = params["linear"] * bits / 8
-        upcast = 4  # prepare_model_for_kbit_training: the rest in fp32
+        upcast = 4  # prepare_model_for_kbit_training: norms in fp32
     else:
         linear = params["linear"] * dtype_bytes
         upcast = dtype_bytes
-    weights = linear + (params["embedding"] + params["norm"]) * upcast
+    # embeddings and head stay in the compute dtype (training.qlora.keep_vocab_matrices_in)
+    weights = linear + params["embedding"] * dtype_bytes + params["norm"] * upcast
 
     lora = lora_parameters(family, shape, lora_r, lora_targets)
     moments = 2 if "8bit" in gpu.optimizer else 8

@@ -170,6 +170,24 @@ def train_loss_figures(log_history: list[dict[str, Any]]) -> tuple[float | None,
     return total / previous, losses[-1]
 
 
+def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
+    """Undo peft's fp32 upcast of the frozen input embeddings and LM head.
+
+    `prepare_model_for_kbit_training` turns every 16-bit weight that is not 4-bit into fp32. For
+    the two vocabulary-sized matrices that costs memory (+0.5 GiB on KoAlpaca-5.8B, +2.2 GiB on
+    Qwen2.5-7B) and speed: fp32 embeddings make the residual stream fp32, and bitsandbytes' 4-bit
+    matmul then runs in fp32. Measured on an H100 (bench/train_speed.py, packed vs packed-lean):
+    4.9× the tokens per second on the 5.8B shape, 3.2× on Qwen2.5-7B. Layer norms stay fp32.
+    On the CPU profile (float32 compute) this changes nothing.
+    """
+    from kotune.modeling.loading import torch_dtype
+
+    dtype = torch_dtype(compute_dtype)
+    for matrix in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if matrix is not None:
+            matrix.to(dtype)
+
+
 def training_arguments(cfg: Config, output_dir: Path) -> Any:
     from transformers import TrainingArguments
 
@@ -263,6 +281,7 @@ def train_adapter(
             use_gradient_checkpointing=cfg.gpu.gradient_checkpointing,
             gradient_checkpointing_kwargs=checkpointing,
         )
+        keep_vocab_matrices_in(model, cfg.gpu.compute_dtype)
     elif cfg.gpu.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
