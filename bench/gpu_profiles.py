@@ -172,6 +172,7 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
     train = json.loads((work / "metrics" / "train.json").read_text())
     result = {
         "case": case,
+        "micro_batch_size": params["gpu"]["micro_batch_size"],
         "model": model,
         "gpu_profile": gpu,
         "random_weights": random,
@@ -195,7 +196,7 @@ def table(results: list[dict]) -> str:
         t = r["train"]
         step = t.get("seconds_per_step") or t["runtime_seconds"] / max(1, t["global_step"])
         lines.append(
-            f"| {r['case']} | {r['gpu_profile']} | {t.get('micro_batch_size', '?')}×"
+            f"| {r['case']} | {r['gpu_profile']} | {r.get('micro_batch_size', '?')}×"
             f"{t['grad_accum_steps']} | {t['global_step']} | {step:.3f} | "
             f"{t.get('train_tokens_per_second')} | {t.get('peak_allocated_gib')} | "
             f"{t.get('peak_reserved_gib')} | {t.get('estimated_memory_gib')} | "
