@@ -16,7 +16,7 @@ from kotune.config import Config, load_config
 from kotune.errors import DataError, run_cli
 from kotune.files import atomic_path, read_jsonl, write_json
 from kotune.modeling.loading import base_location, load_tokenizer, read_manifest
-from kotune.prompting import prompt_builder
+from kotune.prompting import config_prompt_builder
 from kotune.records import training_examples
 from kotune.tokenizing import tokenize_split
 
@@ -25,10 +25,7 @@ def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: P
     from datasets import Dataset, DatasetDict
 
     tokenizer = load_tokenizer(*base_location(base, read_manifest(base)))
-    model = cfg.model
-    builder = prompt_builder(
-        tokenizer, model.prompt_format, model.end_of_turn, cfg.persona.system_prompt, model.name
-    )
+    builder = config_prompt_builder(tokenizer, cfg)
     datasets, stats = {}, {}
     for name, path in splits.items():
         examples = [e for _, r in read_jsonl(path) for e in training_examples(r)]

@@ -10,7 +10,7 @@ from typing import Any
 from kotune.config import Config
 from kotune.generation import generate_answers
 from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
-from kotune.prompting import prompt_builder
+from kotune.prompting import config_prompt_builder
 from kotune.records import training_examples
 from kotune.scoring import score
 from kotune.tokenizing import IGNORE_INDEX, fit_prompt
@@ -70,13 +70,7 @@ def evaluate_adapter(
     model, tokenizer = load_adapted_model(cfg, base_dir, adapter_dir)
     loss = token_loss(model, tokenizer, test_rows, cfg.evaluate.batch_size)
 
-    builder = prompt_builder(
-        tokenizer,
-        cfg.model.prompt_format,
-        cfg.model.end_of_turn,
-        cfg.persona.system_prompt,
-        cfg.model.name,
-    )
+    builder = config_prompt_builder(tokenizer, cfg)
     stops = builder.stop_patterns(cfg.persona.stop_patterns)
     gen = cfg.persona.generation
     budget = model.config.max_position_embeddings - gen.max_new_tokens

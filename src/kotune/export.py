@@ -17,7 +17,7 @@ from typing import Any
 from kotune.config import Config, to_dict
 from kotune.files import sha256_tree
 from kotune.modeling.loading import MANIFEST, base_location, load_tokenizer, read_manifest
-from kotune.prompting import PromptBuilder, prompt_builder
+from kotune.prompting import PromptBuilder, config_prompt_builder
 
 SETTINGS = "kotune.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -130,13 +130,7 @@ def export_adapter(
     for name in ADAPTER_FILES:
         shutil.copy2(checkpoint_dir / name, out_dir / name)
     tokenizer = load_tokenizer(*base_location(base_dir, base_manifest))
-    builder = prompt_builder(
-        tokenizer,
-        cfg.model.prompt_format,
-        cfg.model.end_of_turn,
-        cfg.persona.system_prompt,
-        cfg.model.name,
-    )
+    builder = config_prompt_builder(tokenizer, cfg)
     if base_manifest["source"] == "scratch":
         shutil.copytree(base_dir, out_dir / "base")
         tokenizer_files = [

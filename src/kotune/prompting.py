@@ -171,6 +171,15 @@ def prompt_builder(
     return PromptBuilder(fmt, tokenizer, system_prompt, template, end_id, stop_ids, markers)
 
 
+def config_prompt_builder(tokenizer: Any, cfg: Any) -> PromptBuilder:
+    """The builder for a composed Config: its model's format and end token, its persona's
+    system prompt (tokenize, evaluate and export share this)."""
+    model = cfg.model
+    return prompt_builder(
+        tokenizer, model.prompt_format, model.end_of_turn, cfg.persona.system_prompt, model.name
+    )
+
+
 def template_turn_markers(tokenizer: Any, template: str, end_tokens: list[str]) -> tuple[str, ...]:
     """What a chat template writes between an answer's end and the next question (`Human:`,
     `<|im_start|>user`), read off a probe conversation: an answer that writes it has begun the

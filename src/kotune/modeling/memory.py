@@ -28,7 +28,7 @@ from typing import Any
 
 from kotune.config import Config, GpuConfig, ModelShape
 from kotune.errors import KotuneError
-from kotune.modeling.shapes import parameter_count
+from kotune.modeling.shapes import parameter_count, scratch_shape
 
 GIB = 1024**3
 ACT_HIDDEN = 18  # hidden-sized activations kept per token and layer (norms, q/k/v/o, LoRA inputs)
@@ -160,17 +160,7 @@ def declared_shape(cfg: Config) -> ModelShape:
     if model.shape is not None:
         return model.shape
     if model.scratch is not None:
-        s = model.scratch
-        return ModelShape(
-            hidden_size=s.hidden_size,
-            num_layers=s.num_layers,
-            num_heads=s.num_heads,
-            num_kv_heads=s.num_heads,
-            intermediate_size=s.intermediate_size,
-            vocab_size=s.vocab_size,
-            max_position_embeddings=s.max_position_embeddings,
-            rotary_pct=s.rotary_pct,
-        )
+        return scratch_shape(model.scratch)
     raise KotuneError(f"model {model.name}: no shape known (add model.shape to its yaml)")
 
 

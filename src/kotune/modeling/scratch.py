@@ -41,20 +41,17 @@ def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_l
 
 def build_model(shape: ScratchModelConfig, tokenizer: Any, seed: int) -> Any:
     """A randomly initialised GPT-NeoX of `shape` (untied head, parallel residual: Polyglot's)."""
+    from dataclasses import replace
+
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXForCausalLM
+
+    from kotune.modeling.shapes import hf_config, scratch_shape
 
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=shape.hidden_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        intermediate_size=shape.intermediate_size,
-        max_position_embeddings=shape.max_position_embeddings,
-        rotary_pct=shape.rotary_pct,
-        use_parallel_residual=True,
-        tie_word_embeddings=False,
+    config = hf_config(
+        "gpt_neox",
+        replace(scratch_shape(shape), vocab_size=len(tokenizer)),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kotune.config import ModelShape
+from kotune.config import ModelShape, ScratchModelConfig
 
 # Per family: the Hugging Face config class and how its field names map onto ModelShape.
 _FIELDS = {
@@ -36,6 +36,20 @@ _FIELDS = {
     },
 }
 _FIELDS["qwen2"] = _FIELDS["llama"]
+
+
+def scratch_shape(scratch: ScratchModelConfig) -> ModelShape:
+    """The embedded tiny model's recipe as a shape (GPT-NeoX: one kv head per head, untied)."""
+    return ModelShape(
+        hidden_size=scratch.hidden_size,
+        num_layers=scratch.num_layers,
+        num_heads=scratch.num_heads,
+        num_kv_heads=scratch.num_heads,
+        intermediate_size=scratch.intermediate_size,
+        vocab_size=scratch.vocab_size,
+        max_position_embeddings=scratch.max_position_embeddings,
+        rotary_pct=scratch.rotary_pct,
+    )
 
 
 def config_class(family: str) -> Any:
