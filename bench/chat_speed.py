@@ -48,12 +48,12 @@ from lookalike import (  # noqa: E402
 )
 from measure import (  # noqa: E402
     GIB,
+    begin_run,
     copy_gbps,
     device_facts,
     free,
     markdown_table,
     peak_gib,
-    quiet,
     reset_peak,
     seconds,
 )
@@ -218,16 +218,9 @@ def fastest_lines(rows: list[dict], chats: int) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> None:
-    import torch
 
-    device = "cpu" if args.smoke else "cuda"
-    quiet()
-    if args.smoke:  # tiny shapes: one thread, which a shared CPU cannot oversubscribe
-        torch.set_num_threads(1)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run with --smoke on the CPU")
+    device = begin_run(args.smoke, args.out)
     started = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
     loadings = args.loadings.split(",")
     unknown = [name for name in loadings if name not in LOADINGS]
     if unknown:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -70,13 +71,15 @@ def compose_all() -> None:
         print(f"wrote {PARAMS / case}.yaml")
 
 
-def stage(work: Path, log, *args: str) -> float:
+def stage(work: Path, log, name: str) -> float:
+    """Run a stage exactly as dvc.yaml's cmd says (its script from this checkout), in `work`."""
+    cmd = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
+    command = [sys.executable, str(ROOT / cmd[1]), *cmd[2:]]  # cmd: python stages/<name>.py …
     start = time.perf_counter()
-    command = [sys.executable, str(ROOT / "stages" / args[0]), *args[1:]]
     print(f"$ {' '.join(command)}", file=log, flush=True)
     result = subprocess.run(command, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode:
-        raise RuntimeError(f"{args[0]} failed ({result.returncode}); see the log")
+        raise RuntimeError(f"{name} failed ({result.returncode}); see the log")
     return time.perf_counter() - start
 
 
@@ -129,46 +132,9 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
         if model == "tiny" and case != "tiny-h100" and built.is_dir():
             shutil.copytree(built, work / "models" / "base")  # same data and base params
         else:
-            seconds["base"] = stage(
-                work,
-                log,
-                "base.py",
-                "data/processed/train.jsonl",
-                "--out",
-                "models/base",
-                "--metrics",
-                "metrics/base.json",
-            )
-        seconds["tokenize"] = stage(
-            work,
-            log,
-            "tokenize.py",
-            "--train",
-            "data/processed/train.jsonl",
-            "--test",
-            "data/processed/test.jsonl",
-            "--base",
-            "models/base",
-            "--out",
-            "data/tokenized",
-            "--metrics",
-            "metrics/tokenize.json",
-        )
-        seconds["train"] = stage(
-            work,
-            log,
-            "train.py",
-            "--base",
-            "models/base",
-            "--data",
-            "data/tokenized",
-            "--out",
-            "models/checkpoints",
-            "--live",
-            "metrics/train_live",
-            "--metrics",
-            "metrics/train.json",
-        )
+            seconds["base"] = stage(work, log, "base")
+        seconds["tokenize"] = stage(work, log, "tokenize")
+        seconds["train"] = stage(work, log, "train")
     train = json.loads((work / "metrics" / "train.json").read_text())
     result = {
         "case": case,

@@ -11,6 +11,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
@@ -111,6 +112,20 @@ def quiet() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+
+
+def begin_run(smoke: bool, out: Path) -> str:
+    """A benchmark's common start: the device (the CPU for --smoke), quiet logs, the out folder."""
+    import torch
+
+    device = "cpu" if smoke else "cuda"
+    quiet()
+    if smoke:  # tiny shapes: one thread, which a shared CPU cannot oversubscribe
+        torch.set_num_threads(1)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run with --smoke on the CPU")
+    out.mkdir(parents=True, exist_ok=True)
+    return device
 
 
 def device_facts(device: str) -> dict[str, Any]:

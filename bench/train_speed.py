@@ -61,12 +61,12 @@ from lookalike import (  # noqa: E402
 )
 from measure import (  # noqa: E402
     GIB,
+    begin_run,
     device_facts,
     free,
     markdown_table,
     matmul_tflops,
     peak_gib,
-    quiet,
     reset_peak,
     synchronize,
 )
@@ -655,16 +655,9 @@ def troubled(result: dict[str, Any]) -> bool:
 
 
 def main(args: argparse.Namespace) -> None:
-    import torch
 
-    device = "cpu" if args.smoke else "cuda"
-    quiet()
-    if args.smoke:  # tiny shapes: one thread, which a shared CPU cannot oversubscribe
-        torch.set_num_threads(1)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run with --smoke on the CPU")
+    device = begin_run(args.smoke, args.out)
     started = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
     settings = train_settings(args.persona)
     scale = 1 / 8 if args.smoke else 1.0  # smoke: 512 → 64 tokens at most
     max_len = round(settings.max_seq_len * scale)
