@@ -95,66 +95,80 @@ class Variant:
     only_models: tuple[str, ...] = ()  # run by default on these models only (any if empty)
 
 
-def profile_variant(name: str, profile: str, about: str, **extra: Any) -> Variant:
-    """A variant with a conf/gpu profile's own settings, batched as kotune's Trainer does."""
+def profile_variant(
+    name: str, profile: str, about: str, packing: bool | None = None, **extra: Any
+) -> Variant:
+    """A variant with a conf/gpu profile's settings, batched as kotune's Trainer batches them:
+    packed rows in random order (gpu.packing) or length-grouped padding to a multiple of 8;
+    embeddings and head in the compute dtype (training.qlora.keep_vocab_matrices_in).
+    `packing` overrides the profile's own choice (None: as the profile says)."""
     gpu = gpu_profile(profile)
-    return Variant(
-        name=name,
-        about=about,
+    packed = gpu.packing if packing is None else packing
+    settings: dict[str, Any] = dict(
         dtype=gpu.compute_dtype,
         micro_batch=gpu.micro_batch_size,
         gradient_checkpointing=gpu.gradient_checkpointing,
-        padding="multiple8",
-        order="length",
+        padding="none" if packed else "multiple8",
+        order="random" if packed else "length",
+        lean=True,
         attention=gpu.attention,
-        **extra,
     )
+    settings.update(extra)
+    return Variant(name=name, about=about, **settings)
 
 
 def all_variants() -> dict[str, Variant]:
     seed = Variant(
         name="seed-fp16",
         about="the seed: every example padded to max_seq_len, 1 × accumulation 8, fp16, "
-        "gradient checkpointing (prepare_model_for_kbit_training's default)",
+        "gradient checkpointing (prepare_model_for_kbit_training's default), peft's fp32 "
+        "embeddings and head",
         dtype="float16",
         micro_batch=1,
         gradient_checkpointing=True,
         padding="max",
         order="random",
     )
-    h100 = profile_variant("h100", "h100-80gb", "kotune's h100-80gb profile as it is")
-    packed = replace(
-        h100,
-        name="packed",
-        about="h100 + padding-free: the step's 8 examples in one row, position_ids restarting "
-        "(DataCollatorWithFlattening; sdpa gets a block-diagonal causal mask)",
-        padding="none",
-        order="random",
-        micro_batch=8,
+    padded = profile_variant(
+        "h100-padded", "h100-80gb", "h100-80gb settings, length-grouped padding", packing=False
     )
-    lean = replace(
-        packed,
-        name="packed-lean",
-        about="packed + embeddings and LM head kept in bf16 instead of peft's fp32 upcast",
-        lean=True,
+    packed = profile_variant(
+        "h100-packed",
+        "h100-80gb",
+        "h100-80gb settings, padding-free: the step's 8 examples in one row, position_ids "
+        "restarting (DataCollatorWithFlattening; sdpa gets a block-diagonal causal mask)",
+        packing=True,
     )
     variants = [
         seed,
-        h100,
+        padded,
         packed,
-        lean,
+        replace(
+            packed,
+            name="h100-packed-gc",
+            about="h100-packed + gradient checkpointing: the seed's memory at packing's speed?",
+            gradient_checkpointing=True,
+        ),
         profile_variant(
+            "t4-padded",
             "t4",
+            "t4 settings (fp16, 4 × 2, checkpointing), length-grouped padding",
+            packing=False,
+            only_models=("koalpaca-5.8b",),
+        ),
+        profile_variant(
+            "t4-packed",
             "t4",
-            "kotune's t4 profile (fp16, 4 × 2, checkpointing): its peak memory must fit 15 GiB",
+            "t4 settings, padding-free rows of 4 examples",
+            packing=True,
             only_models=("koalpaca-5.8b",),
         ),
         # not run by default (name them in --variants): slower to set up or a different math
-        profile_variant(
-            "t4-lean",
-            "t4",
-            "t4 + embeddings and LM head in fp16: does Qwen2.5-7B then fit 15 GiB?",
-            lean=True,
+        replace(
+            padded,
+            name="h100-fp32emb",
+            about="h100-padded with peft's fp32 embeddings and head (kotune before the lean change)",
+            lean=False,
         ),
         replace(
             seed, name="seed-bf16", about="the seed in bf16 (if fp16 misbehaves)", dtype="bfloat16"
@@ -162,16 +176,19 @@ def all_variants() -> dict[str, Variant]:
         replace(
             packed,
             name="packed-flex",
-            about="packed with flex_attention (a sparse block mask instead of sdpa's dense one)",
+            about="h100-packed with flex_attention (a sparse block mask instead of sdpa's dense one)",
             attention="flex_attention",
         ),
         replace(
-            lean, name="packed-compile", about="packed-lean + torch.compile per block", compile=True
+            packed,
+            name="packed-compile",
+            about="h100-packed + torch.compile per block",
+            compile=True,
         ),
         replace(
-            lean,
+            packed,
             name="packed-x2",
-            about="packed-lean with 16 examples a step: NOT the same training (effective batch "
+            about="h100-packed with 16 examples a step: NOT the same training (effective batch "
             "16, half the steps): how much a bigger step would still gain",
             micro_batch=16,
             examples_per_step=16,
@@ -180,7 +197,9 @@ def all_variants() -> dict[str, Variant]:
     return {v.name: v for v in variants}
 
 
-DEFAULT_VARIANTS = ["seed-fp16", "h100", "packed", "packed-lean", "t4"]
+DEFAULT_VARIANTS = [
+    "seed-fp16", "h100-padded", "h100-packed", "h100-packed-gc", "t4-padded", "t4-packed"
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- batches
@@ -427,6 +446,38 @@ def memory_estimate(family, shape, variant: Variant, max_len: int, settings) -> 
     return round(estimate.card, 2)
 
 
+def profile_step(step: Any, device: str, seconds_per_step: float) -> dict[str, Any]:
+    """One more optimizer step under torch.profiler: how much of a step the GPU is busy
+    (kernel time ÷ the unprofiled step time: far below 1 means Python and kernel launches, not
+    the GPU, set the pace), how many kernels it launches, and the kernels that take the time."""
+    from collections import Counter
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    events = prof.events()
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+    busy_us: Counter[str] = Counter()
+    for kernel in kernels:
+        busy_us[kernel.name[:90]] += kernel.time_range.elapsed_us()
+    busy_s = sum(busy_us.values()) / 1e6
+    return {
+        "kernels": len(kernels),
+        "kernel_seconds": round(busy_s, 4),
+        "gpu_busy_share": round(busy_s / seconds_per_step, 3) if kernels else None,
+        "top_kernels": [
+            {"name": name, "seconds": round(us / 1e6, 4), "share": round(us / 1e6 / busy_s, 3)}
+            for name, us in busy_us.most_common(8)
+        ],
+    }
+
+
 # ---------------------------------------------------------------------------- one variant
 
 
@@ -516,6 +567,10 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
     flops = step_flops(timed["examples"], ctx["family"], ctx["shape"], lora_params)
     result["model_tflops_per_s"] = round(flops / total_s / 1e12, 2)
     result["mfu"] = round(flops / total_s / (ctx["ceiling_tflops"] * 1e12), 4)
+    if ctx["profile"]:
+        result["profile"] = profile_step(
+            lambda: run_steps(ctx["timed"][:per_step]), device, result["seconds_per_step"]
+        )
     result["estimate_card_gib"] = memory_estimate(
         ctx["family"], ctx["shape"], variant, max_len, settings
     )
@@ -597,7 +652,26 @@ def summarize(results: list[dict], facts: dict, ceilings: dict) -> str:
         f"ref {TOL_REF['loss']}/{TOL_REF['logits']}.",
     ]
     lines += checks(results)
+    lines += profiles(results)
     return "\n".join(lines)
+
+
+def profiles(results: list[dict]) -> list[str]:
+    """The --profile findings: GPU busy share of a step, kernels launched, the costliest ones."""
+    lines = []
+    for r in results:
+        found = r.get("profile")
+        if not found or found["gpu_busy_share"] is None:
+            continue
+        top = "; ".join(
+            f"{k['name'][:60]} {100 * k['share']:.0f}%" for k in found["top_kernels"][:4]
+        )
+        lines.append(
+            f"- {r['model']}/{r['variant']} profile: GPU busy {100 * found['gpu_busy_share']:.0f}% "
+            f"of a {r['seconds_per_step']} s step ({found['kernel_seconds']} s in "
+            f"{found['kernels']} kernels); top: {top}"
+        )
+    return lines
 
 
 def within(gap: dict[str, float], tolerance: dict[str, float]) -> bool:
@@ -691,6 +765,7 @@ def main(args: argparse.Namespace) -> None:
             "device": device, "settings": settings, "max_len": max_len, "model": model_name,
             "family": family, "shape": shape, "base_dir": base_dir,
             "train_examples": train_examples, "ceiling_tflops": ceilings["bfloat16"],
+            "profile": args.profile,
             "check": draw_examples(pairs, CHECK_EXAMPLES, shape.vocab_size, seed=1),
             "worst": [example_of(max_len - answer, answer, shape.vocab_size, random.Random(i)) for i in range(16)],
             "warm": draw_examples(pairs, max(0, args.warmup - 1) * per_step, shape.vocab_size, seed=2),
@@ -751,6 +826,9 @@ if __name__ == "__main__":
         "--scratch", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kotune-bench"
     )
     parser.add_argument("--budget-s", type=float, default=420, help="skip what would run past this")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one more step per variant (kernel time)"
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, 2 + 2 steps")
     args = parser.parse_args()
     if args.smoke:

@@ -133,6 +133,9 @@ class GpuConfig:
     compute_dtype: Literal["float32", "bfloat16", "float16"]
     micro_batch_size: int = bounded(1, gt=0)
     gradient_checkpointing: bool = False
+    # padding-free: a micro-batch's examples in one row with position_ids restarting at 0 (no
+    # cross-example attention); no padding is computed. Measured in bench/train_speed.py.
+    packing: bool = False
     optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     attention: Literal["sdpa", "eager"] = "sdpa"
     num_processes: int = bounded(1, gt=0)

@@ -365,3 +365,67 @@ def test_cuda_out_of_memory_in_training_is_one_line_with_advice(tmp_path, monkey
         )
     assert str(error.value) == oom_message(cfg)
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("family", list(SHAPES))
+def test_packed_batches_give_the_padded_loss_without_cross_example_attention(
+    family, tmp_path, tiny_tokenizer
+):
+    """gpu.packing: one row per micro-batch, position_ids restarting. Same loss as padding (and
+    the same gradient, up to float error); positions that run on (examples attending to each
+    other) must miss, or the check could not fail."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from kotune.modeling.loading import load_model
+    from kotune.training.qlora import data_collator
+
+    model = load_model(
+        str(tiny_model(family, tmp_path)),
+        None,
+        quantization="nf4",
+        compute_dtype="float32",
+        device="cpu",
+    )
+    # as the Trainer sets it (TrainingArguments.use_cache=False); with a cache transformers
+    # would not look for packed rows
+    model.config.use_cache = False
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=find_lora_targets(model))
+    model = get_peft_model(model, config)
+    for name, param in model.named_parameters():  # B = 0 would hide the adapter from the check
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    assert tiny_tokenizer.pad_token_id is not None
+    generator = torch.Generator().manual_seed(1)
+    examples = []
+    for n in (7, 19, 12, 30):
+        ids = torch.randint(10, 300, (n,), generator=generator).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2 :]})
+
+    def run(batch):
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        return out.loss.detach(), grads, out.logits.detach()
+
+    def unpadded(logits):  # the examples' positions, in order, from either layout
+        if logits.shape[0] == 1:
+            return logits[0]
+        return torch.cat([logits[i, : len(e["input_ids"])] for i, e in enumerate(examples)])
+
+    packed = data_collator(True, tiny_tokenizer)([dict(e) for e in examples])
+    padded = data_collator(False, tiny_tokenizer)([dict(e) for e in examples])
+    assert packed["input_ids"].shape == (1, 68) and "attention_mask" not in packed
+    assert padded["input_ids"].shape == (4, 32)
+    model.train()
+    loss_packed, grads_packed, logits_packed = run(packed)
+    loss_padded, grads_padded, logits_padded = run(padded)
+    assert torch.allclose(loss_packed, loss_padded, rtol=0, atol=1e-5), (loss_packed, loss_padded)
+    assert torch.allclose(unpadded(logits_packed), unpadded(logits_padded), rtol=0, atol=1e-4)
+    for a, b in zip(grads_packed, grads_padded, strict=True):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
+    _, _, logits_leaky = run(dict(packed, position_ids=torch.arange(68)[None]))
+    gap = (unpadded(logits_leaky) - unpadded(logits_padded)).abs().max()
+    assert gap > 1e-2, f"cross-example attention went unnoticed ({gap})"

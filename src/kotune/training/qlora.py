@@ -188,6 +188,20 @@ def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
             matrix.to(dtype)
 
 
+def data_collator(packing: bool, tokenizer: Any) -> Any:
+    """Batches for the Trainer. Packed (gpu.packing): the micro-batch's examples concatenated into
+    one row, position_ids restarting at 0 for each, no attention mask, so that transformers builds
+    a block-diagonal causal mask (sdpa/eager) and no example attends to another; labels get -100
+    at each boundary. Padded: right padding to a multiple of 8, labels -100 on the padding."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if packing:
+        return DataCollatorWithFlattening(return_tensors="pt")
+    return DataCollatorForSeq2Seq(
+        tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8, return_tensors="pt"
+    )
+
+
 def training_arguments(cfg: Config, output_dir: Path) -> Any:
     from transformers import TrainingArguments
 
@@ -219,7 +233,9 @@ def training_arguments(cfg: Config, output_dir: Path) -> Any:
         greater_is_better=False,
         logging_steps=train.logging_steps,
         logging_first_step=True,
-        train_sampling_strategy="group_by_length",  # similar lengths together: less padding
+        # padded batches: similar lengths together, less padding; packed rows have none to save,
+        # and a random mix keeps each row near the average length (and memory)
+        train_sampling_strategy="random" if gpu.packing else "group_by_length",
         include_num_input_tokens_seen="non_padding",
         seed=train.seed,
         data_seed=train.seed,
@@ -254,7 +270,7 @@ def train_adapter(
     import torch
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_callback import TrainerState
 
     estimate = check_fits(cfg, base_dir)  # before loading: a run that cannot fit fails in seconds
@@ -331,9 +347,7 @@ def train_adapter(
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=DataCollatorForSeq2Seq(
-            tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8, return_tensors="pt"
-        ),
+        data_collator=data_collator(cfg.gpu.packing, tokenizer),
         callbacks=callbacks,
     )
     start = time.perf_counter()
