@@ -91,6 +91,10 @@ class Variant:
     lean: bool = False  # embeddings and LM head stay in the compute dtype (not peft's fp32)
     attention: str = "sdpa"
     compile: bool = False  # torch.compile each transformer block
+    # torch's cuDNN attention backend: it builds a plan per new shape (hundreds of ms, kept by
+    # the process), which padded-to-a-multiple-of-8 and packed batches keep meeting. Off: sdpa
+    # takes the flash or memory-efficient kernels, as kotune's training does.
+    cudnn_attention: bool = False
     examples_per_step: int = 0  # 0: the persona's effective batch
     only_models: tuple[str, ...] = ()  # run by default on these models only (any if empty)
 
@@ -128,6 +132,7 @@ def all_variants() -> dict[str, Variant]:
         gradient_checkpointing=True,
         padding="max",
         order="random",
+        cudnn_attention=True,  # torch's default
     )
     padded = profile_variant(
         "h100-padded", "h100-80gb", "h100-80gb settings, length-grouped padding", packing=False
@@ -164,6 +169,18 @@ def all_variants() -> dict[str, Variant]:
             only_models=("koalpaca-5.8b",),
         ),
         # not run by default (name them in --variants): slower to set up or a different math
+        replace(
+            padded,
+            name="h100-padded-cudnn",
+            about="h100-padded with torch's default attention backends (cuDNN first)",
+            cudnn_attention=True,
+        ),
+        replace(
+            packed,
+            name="h100-packed-cudnn",
+            about="h100-packed with torch's default attention backends (cuDNN first)",
+            cudnn_attention=True,
+        ),
         replace(
             padded,
             name="h100-fp32emb",
@@ -462,7 +479,9 @@ def profile_step(step: Any, device: str, seconds_per_step: float) -> dict[str, A
         step()
         synchronize(device)
     events = prof.events()
-    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+    kernels = [  # not the user annotations (optimizer.step) that the profiler also puts there
+        e for e in events if e.device_type == DeviceType.CUDA and not e.is_user_annotation
+    ]
     busy_us: Counter[str] = Counter()
     for kernel in kernels:
         busy_us[kernel.name[:90]] += kernel.time_range.elapsed_us()
@@ -492,6 +511,8 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
     result["accumulation"] = per_step // variant.micro_batch
     result["max_len"] = max_len
 
+    if device == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(variant.cudnn_attention)
     reset_peak(device)
     start = time.perf_counter()
     model = build_model(ctx["base_dir"], variant, settings, device)
@@ -556,6 +577,7 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
         steps=timed["steps"],
         step_seconds=[round(s, 4) for s in timed["seconds"]],
         seconds_per_step=round(total_s / timed["steps"], 4),
+        median_step_seconds=round(sorted(timed["seconds"])[len(timed["seconds"]) // 2], 4),
         real_tokens=timed["real_tokens"],
         label_tokens=timed["label_tokens"],
         computed_tokens=timed["computed_tokens"],
@@ -614,6 +636,7 @@ def summarize(results: list[dict], facts: dict, ceilings: dict) -> str:
                 "label tok/s": r["label_tokens_per_s"],
                 "×seed": rate / seed_rate[r["model"]] if r["model"] in seed_rate else None,
                 "s/step": r["seconds_per_step"],
+                "slowest": max(r["step_seconds"]),
                 "MFU": f"{100 * r['mfu']:.1f}%",
                 "peak": f"{t['allocated']}/{t['reserved']}" if t["allocated"] is not None else None,
                 "worst": f"{w['allocated']}/{w['reserved']}"
@@ -628,7 +651,7 @@ def summarize(results: list[dict], facts: dict, ceilings: dict) -> str:
     columns = [
         ("model", "model"), ("variant", "variant"), ("dtype", "dtype"), ("batch", "micro×accum"),
         ("pad", "padding"), ("tok/s", "real tok/s"), ("label tok/s", "label tok/s"),
-        ("×seed", "× seed"), ("s/step", "s/step"), ("MFU", "MFU"),
+        ("×seed", "× seed"), ("s/step", "s/step"), ("slowest", "slowest step s"), ("MFU", "MFU"),
         ("peak", "peak alloc/res GiB"), ("worst", "worst-case alloc/res GiB"),
         ("est", "kotune est. GiB"), ("own", "Δ own loss/logits"), ("ref", "Δ ref loss/logits"),
         ("load s", "load s"),
@@ -728,14 +751,72 @@ def troubled(result: dict[str, Any]) -> bool:
     return "error" in result or not all(math.isfinite(x) for x in result["step_losses"])
 
 
-def main(args: argparse.Namespace) -> None:
-
-    device = begin_run(args.smoke, args.out)
-    started = time.perf_counter()
+def model_context(
+    args: argparse.Namespace, model_name: str, device: str, ceiling: float
+) -> dict[str, Any]:
+    """What every variant of one model shares: the random base, the examples (drawn, seeded)."""
     settings = train_settings(args.persona)
     scale = 1 / 8 if args.smoke else 1.0  # smoke: 512 → 64 tokens at most
     max_len = round(settings.max_seq_len * scale)
     pairs, train_examples = length_pairs(args.persona, scale)
+    family, shape = model_spec(model_name, args.smoke)
+    base_dir, build_s = random_base(family, shape, args.scratch, device)
+    per_step = settings.effective_batch_size
+    answer = round(128 * scale)
+    return {
+        "device": device, "settings": settings, "max_len": max_len, "model": model_name,
+        "family": family, "shape": shape, "base_dir": base_dir, "build_s": build_s,
+        "train_examples": train_examples, "ceiling_tflops": ceiling, "profile": args.profile,
+        "check": draw_examples(pairs, CHECK_EXAMPLES, shape.vocab_size, seed=1),
+        "worst": [example_of(max_len - answer, answer, shape.vocab_size, random.Random(i)) for i in range(16)],
+        "warm": draw_examples(pairs, max(0, args.warmup - 1) * per_step, shape.vocab_size, seed=2),
+        "timed": draw_examples(pairs, args.steps * per_step, shape.vocab_size, seed=3),
+    }  # fmt: skip
+
+
+def reference_file(args: argparse.Namespace, model_name: str) -> Path:
+    return args.scratch / f"reference-{model_name}.pt"
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """--child VARIANT: one variant of one model in this process alone, so that no variant
+    inherits another's warm caches (cuDNN attention plans are built per shape and kept by the
+    process: the variant that ran second on the same shapes looked up to 5× faster)."""
+    import torch
+
+    device = begin_run(args.smoke, args.out)
+    ctx = model_context(args, args.models, device, args.ceiling)
+    reference = reference_file(args, args.models)
+    if reference.is_file():
+        ctx["reference"] = torch.load(reference)
+    result = run_variant(ctx, all_variants()[args.child])
+    if not reference.is_file():
+        torch.save(ctx["reference"], reference)
+    (args.out / "child.json").write_text(json.dumps(result))
+
+
+def variant_in_child(args: argparse.Namespace, model_name: str, name: str, ceiling: float) -> dict:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            sys.executable, __file__, "--child", name, "--models", model_name, "--out", folder,
+            "--ceiling", str(ceiling), "--persona", args.persona, "--steps", str(args.steps),
+            "--warmup", str(args.warmup), "--scratch", str(args.scratch),
+        ] + ["--smoke"] * args.smoke + ["--profile"] * args.profile  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        found = Path(folder) / "child.json"
+        if done.returncode == 0 and found.is_file():
+            return json.loads(found.read_text())
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"model": model_name, "variant": name, "error": " | ".join(tail)[:500]}
+
+
+def main(args: argparse.Namespace) -> None:
+    device = begin_run(args.smoke, args.out)
+    started = time.perf_counter()
+    settings = train_settings(args.persona)
     variants = all_variants()
     chosen = args.variants.split(",") if args.variants else DEFAULT_VARIANTS
     unknown = [v for v in chosen if v not in variants]
@@ -750,27 +831,17 @@ def main(args: argparse.Namespace) -> None:
     print(f"ceilings {ceilings} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     results: list[dict] = []
+    max_len = round(settings.max_seq_len * (1 / 8 if args.smoke else 1.0))
     report = {"device": facts, "matmul_tflops": ceilings, "settings": asdict(settings),
-              "persona": args.persona, "max_len": max_len, "smoke": args.smoke, "results": results}  # fmt: skip
+              "persona": args.persona, "max_len": max_len, "smoke": args.smoke,
+              "isolated": args.isolate, "results": results}  # fmt: skip
     for model_name in args.models.split(","):
-        family, shape = model_spec(model_name, args.smoke)
         if time.perf_counter() - started > args.budget_s - 60:
             results.append({"model": model_name, "variant": "*", "error": "skipped: time budget"})
             continue
-        base_dir, build_s = random_base(family, shape, args.scratch, device)
-        print(f"{model_name}: random base in {build_s:.0f} s", flush=True)
-        per_step = settings.effective_batch_size
-        answer = round(128 * scale)
-        ctx = {
-            "device": device, "settings": settings, "max_len": max_len, "model": model_name,
-            "family": family, "shape": shape, "base_dir": base_dir,
-            "train_examples": train_examples, "ceiling_tflops": ceilings["bfloat16"],
-            "profile": args.profile,
-            "check": draw_examples(pairs, CHECK_EXAMPLES, shape.vocab_size, seed=1),
-            "worst": [example_of(max_len - answer, answer, shape.vocab_size, random.Random(i)) for i in range(16)],
-            "warm": draw_examples(pairs, max(0, args.warmup - 1) * per_step, shape.vocab_size, seed=2),
-            "timed": draw_examples(pairs, args.steps * per_step, shape.vocab_size, seed=3),
-        }  # fmt: skip
+        reference_file(args, model_name).unlink(missing_ok=True)
+        ctx = model_context(args, model_name, device, ceilings["bfloat16"])
+        print(f"{model_name}: random base in {ctx['build_s']:.0f} s", flush=True)
         durations = [60.0]
         queue = list(chosen)
         while queue:
@@ -784,12 +855,15 @@ def main(args: argparse.Namespace) -> None:
                 )
                 continue
             begin = time.perf_counter()
-            try:
-                result = run_variant(ctx, variant)
-            except Exception as error:  # one failing variant (OOM, compile) must not end the run
-                message = f"{type(error).__name__}: {error}"[:500]
-                result = {"model": model_name, "variant": name, "error": message}
-            free(device)  # here, not in the except: the traceback holds the failed model
+            if args.isolate:
+                result = variant_in_child(args, model_name, name, ceilings["bfloat16"])
+            else:
+                try:
+                    result = run_variant(ctx, variant)
+                except Exception as error:  # one failing variant (OOM, compile) must not end it
+                    message = f"{type(error).__name__}: {error}"[:500]
+                    result = {"model": model_name, "variant": name, "error": message}
+                free(device)  # here, not in the except: the traceback holds the failed model
             result["wall_s"] = round(time.perf_counter() - begin, 1)
             durations.append(result["wall_s"])
             results.append(result)
@@ -830,7 +904,15 @@ if __name__ == "__main__":
         "--profile", action="store_true", help="profile one more step per variant (kernel time)"
     )
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, 2 + 2 steps")
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each variant in a fresh process (default): no variant inherits another's caches",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one variant, from the parent
+    parser.add_argument("--ceiling", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         args.steps, args.warmup = min(args.steps, 2), min(args.warmup, 2)
-    main(args)
+    run_child(args) if args.child else main(args)
