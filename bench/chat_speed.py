@@ -136,9 +136,16 @@ def time_generation(
         seconds(lambda: generate(args.new_tokens), device) for _ in range(args.runs)
     )
     per_chat = (args.new_tokens - 1) / max(full - first, 1e-6)  # CPU noise can invert them
+    # a chat's next turn has a prompt length the process has not seen: no cached attention plan
+    fresh = []
+    for extra in range(1, 4):
+        ids = torch.randint(2, vocab, (chats, args.prompt_tokens + extra), generator=generator)
+        ids = ids.to(device)
+        fresh.append(seconds(lambda: generate(1), device))
     return {
         "chats": chats,
         "ttft_ms": round(1000 * first, 1),
+        "ttft_new_length_ms": round(1000 * statistics.median(fresh), 1),
         "generate_s": round(full, 3),
         "decode_tok_s_per_chat": round(per_chat, 1),
         "decode_tok_s_total": round(per_chat * chats, 1),
@@ -220,6 +227,10 @@ def fastest_lines(rows: list[dict], chats: int) -> list[str]:
 def main(args: argparse.Namespace) -> None:
 
     device = begin_run(args.smoke, args.out)
+    if device == "cuda":  # kotune's chat turns torch's cuDNN attention off (a plan per length)
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(args.cudnn_attention)
     started = time.perf_counter()
     loadings = args.loadings.split(",")
     unknown = [name for name in loadings if name not in LOADINGS]
@@ -244,7 +255,8 @@ def main(args: argparse.Namespace) -> None:
     rows: list[dict] = []
     report = {"device": facts, "copy_bandwidth_gbps": round(bandwidth, 1), "model": MODEL,
               "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
-              "repetition_penalty": penalty, "smoke": args.smoke, "rows": rows}  # fmt: skip
+              "repetition_penalty": penalty, "smoke": args.smoke,
+              "cudnn_attention": args.cudnn_attention, "rows": rows}  # fmt: skip
     durations = [60.0]  # seconds per loading so far: the next is expected to take the longest
     for loading in loadings:
         if time.perf_counter() - started + max(durations) > args.budget_s:
@@ -262,7 +274,7 @@ def main(args: argparse.Namespace) -> None:
     (args.out / "chat_speed.json").write_text(json.dumps(report, indent=1))
 
     columns = [
-        ("loading", "loading"), ("chats", "chats"), ("ttft_ms", "TTFT ms"),
+        ("loading", "loading"), ("chats", "chats"), ("ttft_ms", "TTFT ms"), ("ttft_new_length_ms", "TTFT new length ms"),
         ("decode_tok_s_per_chat", "decode tok/s per chat"), ("decode_tok_s_total", "tok/s all chats"),
         ("decode_ceiling_tok_s_per_chat", "bandwidth ceiling tok/s"), ("share_of_ceiling", "of ceiling"),
         ("weights_gib", "weights GiB"), ("peak", "peak alloc/res GiB"), ("load_s", "load s"),
@@ -276,7 +288,8 @@ def main(args: argparse.Namespace) -> None:
         f"{facts['transformers']}, peft {facts.get('peft')}, bitsandbytes "
         f"{facts.get('bitsandbytes')}; copy bandwidth (measured) {bandwidth:.0f} GB/s",
         f"{MODEL} shape, LoRA r8 on every linear layer; prompt {args.prompt_tokens} tokens, "
-        f"{args.new_tokens} new tokens (min = max), greedy, repetition_penalty {penalty}",
+        f"{args.new_tokens} new tokens (min = max), greedy, repetition_penalty {penalty}; "
+        f"cuDNN attention {'on' if args.cudnn_attention else 'off'}",
         "",
         markdown_table(rows, columns),
         "",
@@ -301,6 +314,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--budget-s", type=float, default=420, help="skip what would run past this")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shape, short prompts")
+    parser.add_argument(
+        "--cudnn-attention",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch's cuDNN attention backend (default off, as kotune's chat)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.prompt_tokens, args.new_tokens, args.runs = 32, 8, 1

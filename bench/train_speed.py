@@ -95,6 +95,9 @@ class Variant:
     # the process), which padded-to-a-multiple-of-8 and packed batches keep meeting. Off: sdpa
     # takes the flash or memory-efficient kernels, as kotune's training does.
     cudnn_attention: bool = False
+    # PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True for the variant's process (--isolate):
+    # the caching allocator grows segments instead of keeping many fixed ones (less reserved)
+    expandable_segments: bool = False
     examples_per_step: int = 0  # 0: the persona's effective batch
     only_models: tuple[str, ...] = ()  # run by default on these models only (any if empty)
 
@@ -119,6 +122,25 @@ def profile_variant(
     )
     settings.update(extra)
     return Variant(name=name, about=about, **settings)
+
+
+def profile_variants_t4() -> list[Variant]:
+    return [
+        profile_variant(
+            "t4-padded",
+            "t4",
+            "t4 settings (fp16, 4 × 2, checkpointing), length-grouped padding",
+            packing=False,
+            only_models=("koalpaca-5.8b",),
+        ),
+        profile_variant(
+            "t4-packed",
+            "t4",
+            "t4 settings, padding-free rows of 4 examples",
+            packing=True,
+            only_models=("koalpaca-5.8b",),
+        ),
+    ]
 
 
 def all_variants() -> dict[str, Variant]:
@@ -154,20 +176,7 @@ def all_variants() -> dict[str, Variant]:
             about="h100-packed + gradient checkpointing: the seed's memory at packing's speed?",
             gradient_checkpointing=True,
         ),
-        profile_variant(
-            "t4-padded",
-            "t4",
-            "t4 settings (fp16, 4 × 2, checkpointing), length-grouped padding",
-            packing=False,
-            only_models=("koalpaca-5.8b",),
-        ),
-        profile_variant(
-            "t4-packed",
-            "t4",
-            "t4 settings, padding-free rows of 4 examples",
-            packing=True,
-            only_models=("koalpaca-5.8b",),
-        ),
+        *profile_variants_t4(),
         # not run by default (name them in --variants): slower to set up or a different math
         replace(
             padded,
@@ -187,6 +196,24 @@ def all_variants() -> dict[str, Variant]:
             about="h100-padded with peft's fp32 embeddings and head (kotune before the lean change)",
             lean=False,
         ),
+        replace(
+            padded,
+            name="h100-padded-exp",
+            about="h100-padded with expandable allocator segments",
+            expandable_segments=True,
+        ),
+        replace(
+            padded, name="padded-compile", about="h100-padded + torch.compile per block", compile=True
+        ),
+        *[
+            replace(
+                variant,
+                name=f"{variant.name}-exp",
+                about=f"{variant.name} with expandable allocator segments",
+                expandable_segments=True,
+            )
+            for variant in profile_variants_t4()
+        ],
         replace(
             seed, name="seed-bf16", about="the seed in bf16 (if fp16 misbehaves)", dtype="bfloat16"
         ),
@@ -508,6 +535,7 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
     per_step = variant.examples_per_step or settings.effective_batch_size
     result: dict[str, Any] = {"model": ctx["model"], "variant": variant.name}
     result["settings"] = asdict(variant)
+    result["allocator"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
     result["accumulation"] = per_step // variant.micro_batch
     result["max_len"] = max_len
 
@@ -805,7 +833,10 @@ def variant_in_child(args: argparse.Namespace, model_name: str, name: str, ceili
             "--ceiling", str(ceiling), "--persona", args.persona, "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--scratch", str(args.scratch),
         ] + ["--smoke"] * args.smoke + ["--profile"] * args.profile  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True)
+        env = dict(os.environ)
+        if all_variants()[name].expandable_segments:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         found = Path(folder) / "child.json"
         if done.returncode == 0 and found.is_file():
             return json.loads(found.read_text())
