@@ -500,3 +500,28 @@ def test_the_scratch_model_only_takes_the_koalpaca_format():
     data["model"]["prompt_format"] = "chatml"
     with pytest.raises(ConfigError, match="model.prompt_format must be koalpaca when model.source"):
         parse_config(data)
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_one_epoch_counts_every_real_token_packed_or_padded(built, trained, tmp_path, packing):
+    """gpu.packing through the real Trainer: one epoch sees every example once, and the
+    Trainer's non-padding token count is the data's token total either way (packed rows have no
+    attention mask: it counts tokens that are not the pad id)."""
+    from datasets import load_from_disk
+
+    from kotune.training.qlora import train_adapter
+
+    _, _, tokenized, _, _, _ = trained
+    train_set = load_from_disk(str(tokenized))["train"]
+    total = sum(len(ids) for ids in train_set["input_ids"])
+    per_step = built.cfg.train.effective_batch_size
+    steps = -(-len(train_set) // per_step)  # one epoch, the last step partial
+    cfg = replace(
+        built.cfg,
+        gpu=replace(built.cfg.gpu, packing=packing),
+        train=replace(built.cfg.train, max_steps=steps, eval_steps=steps),
+    )
+    metrics = train_adapter(cfg, built.base_dir, tokenized, tmp_path / "ckpt", tmp_path / "live")
+    assert metrics["global_step"] == steps and metrics["epochs"] == 1.0
+    assert metrics["train_tokens_seen"] == total
+    assert math.isfinite(metrics["final_train_loss"]) and math.isfinite(metrics["best_eval_loss"])

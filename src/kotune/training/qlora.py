@@ -174,10 +174,11 @@ def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
     """Undo peft's fp32 upcast of the frozen input embeddings and LM head.
 
     `prepare_model_for_kbit_training` turns every 16-bit weight that is not 4-bit into fp32. For
-    the two vocabulary-sized matrices that costs memory (+0.5 GiB on KoAlpaca-5.8B, +2.2 GiB on
-    Qwen2.5-7B) and speed: fp32 embeddings make the residual stream fp32, and bitsandbytes' 4-bit
-    matmul then runs in fp32. Measured on an H100 (bench/train_speed.py, packed vs packed-lean):
-    4.9× the tokens per second on the 5.8B shape, 3.2× on Qwen2.5-7B. Layer norms stay fp32.
+    the two vocabulary-sized matrices that costs memory: measured on an H100 (bench/train_speed.py,
+    h100-fp32emb vs h100-padded, each in its own process) 0.7 GiB less allocated on the
+    KoAlpaca-5.8B shape at 1.04× the speed. Qwen2.5-7B's are 1.09 B weights: in fp16 its worst t4
+    step measured 13.4 GiB with the CUDA context, under the T4's 15; fp32 would add ~2 GiB
+    (an estimate). Layer norms stay fp32.
     On the CPU profile (float32 compute) this changes nothing.
     """
     from kotune.modeling.loading import torch_dtype
