@@ -3,7 +3,7 @@
 A benchmark, not a test: every variant trains on the same examples, side by side.
 
     python bench/train_speed.py --out DIR                  # H100, both models, default variants
-    python bench/train_speed.py --out DIR --models koalpaca-5.8b --variants seed-fp16,h100
+    python bench/train_speed.py --out DIR --models koalpaca-5.8b --variants seed-fp16,h100-padded --profile
     python bench/train_speed.py --smoke --out /tmp/ts      # CPU, tiny shapes: the same code path
 
 Per model (random weights of the exact KoAlpaca-Polyglot-5.8B / Qwen2.5-7B-Instruct shapes, saved
@@ -136,9 +136,8 @@ def profile_variants_t4() -> list[Variant]:
         profile_variant(
             "t4-packed",
             "t4",
-            "t4 settings, padding-free rows of 4 examples",
+            "t4 settings, padding-free rows of 4 examples (kotune's t4 profile)",
             packing=True,
-            only_models=("koalpaca-5.8b",),
         ),
     ]
 
@@ -933,7 +932,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--scratch", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "kotune-bench"
     )
-    parser.add_argument("--budget-s", type=float, default=420, help="skip what would run past this")
+    parser.add_argument(
+        "--budget-s", type=float, default=1200, help="skip what would run past this"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="profile one more step per variant (kernel time)"
     )

@@ -132,7 +132,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(
         f"{cfg.model.name} on {gpu.name}: micro-batch {gpu.micro_batch_size} × {cfg.max_seq_len} "
         f"tokens, {gpu.quantization}, {gpu.compute_dtype}, gradient checkpointing "
-        f"{'on' if gpu.gradient_checkpointing else 'off'}, {gpu.optimizer}"
+        f"{'on' if gpu.gradient_checkpointing else 'off'}, "
+        f"{'packed rows' if gpu.packing else 'padded batches'}, {gpu.optimizer}"
     )
     for part, gib in estimate.as_dict().items():
         print(f"  {part:<20} {gib:8.2f} GiB")
