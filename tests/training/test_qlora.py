@@ -12,8 +12,7 @@ import torch
 import yaml
 
 from kotune.errors import KotuneError
-from kotune.training.qlora import (
-    find_lora_targets,
+from kotune.training.checkpoints import (
     last_checkpoint,
     prepare_checkpoints_dir,
     resumable_checkpoint,
@@ -21,6 +20,7 @@ from kotune.training.qlora import (
     train_loss_figures,
     trim_curves,
 )
+from kotune.training.qlora import find_lora_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 # the train stage's arguments, as dvc.yaml gives them

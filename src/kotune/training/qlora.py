@@ -6,26 +6,27 @@ QLoRA is LoRA plus one switch: `gpu.quantization: nf4` loads the frozen base in 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from kotune.config import Config, to_dict
-from kotune.files import digest_of, sha256_tree
+from kotune.config import Config
 from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
 from kotune.modeling.memory import check_fits, peak_memory
-
-FINGERPRINT = "fingerprint.json"
-TRAINER_STATE = "trainer_state.json"
-# Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
-CURVES = {
-    "loss": "train/loss",
-    "eval_loss": "eval/loss",
-    "learning_rate": "train/learning_rate",
-    "grad_norm": "train/grad_norm",
-}
+from kotune.training.checkpoints import (
+    TRAINER_STATE,
+    checkpoint_step,
+    last_checkpoint,
+    live_callback,
+    log_at_checkpoints,
+    prepare_checkpoints_dir,
+    resumable_checkpoint,
+    run_fingerprint,
+    run_finished,
+    train_loss_figures,
+    trim_curves,
+)
 
 
 def find_lora_targets(model: Any) -> list[str]:
@@ -40,134 +41,6 @@ def find_lora_targets(model: Any) -> list[str]:
         if isinstance(module, torch.nn.Linear) and module is not head and name
     }
     return sorted(names)
-
-
-def run_fingerprint(cfg: Config, tokenized_dir: Path, base_dir: Path) -> str:
-    """What a checkpoint was trained from: the params that shape training and the data/base
-    hashes. Resuming is allowed only when this is unchanged."""
-    params = {
-        "model": to_dict(cfg.model),
-        "gpu": to_dict(cfg.gpu),
-        "tokenize": to_dict(cfg.tokenize),
-        "train": {k: v for k, v in to_dict(cfg.train).items() if k != "resume"},
-        "system_prompt": cfg.persona.system_prompt,
-    }
-    data = sha256_tree(tokenized_dir)
-    base = read_manifest(base_dir)["fingerprint"]
-    return digest_of({"params": json.dumps(params, sort_keys=True), "base": base, **data})
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[-1])
-
-
-def last_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete checkpoint: trainer_state.json is written last, so a folder without
-    it is a save cut off by Ctrl-C or kill, and cannot be resumed from."""
-    found = [
-        p
-        for p in checkpoints_dir.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()
-    ]
-    return max(found, key=checkpoint_step, default=None)
-
-
-def resumable_checkpoint(checkpoints_dir: Path, fingerprint: str, resume: bool) -> Path | None:
-    """The last checkpoint of a run with this very fingerprint, when resuming is on."""
-    stamp = checkpoints_dir / FINGERPRINT
-    if not resume or not stamp.is_file():
-        return None
-    if json.loads(stamp.read_text())["fingerprint"] != fingerprint:
-        return None
-    return last_checkpoint(checkpoints_dir)
-
-
-def prepare_checkpoints_dir(checkpoints_dir: Path, fingerprint: str, resume: bool) -> Path | None:
-    """The checkpoint to resume from (anything saved after it removed: a cut-off save), or None
-    after emptying the folder for a fresh run. Rank 0 alone calls this."""
-    checkpoint = resumable_checkpoint(checkpoints_dir, fingerprint, resume)
-    if checkpoint is not None:
-        step = checkpoint_step(checkpoint)
-        for later in checkpoints_dir.glob("checkpoint-*"):
-            if later.name.split("-")[-1].isdigit() and checkpoint_step(later) > step:
-                shutil.rmtree(later)
-        return checkpoint
-    if checkpoints_dir.exists():
-        shutil.rmtree(checkpoints_dir)
-    checkpoints_dir.mkdir(parents=True)
-    stamp = checkpoints_dir / FINGERPRINT
-    stamp.write_text(json.dumps({"fingerprint": fingerprint}, indent=2) + "\n")
-    return None
-
-
-def run_finished(checkpoint: Path) -> bool:
-    """Whether training had ended at this checkpoint (max_steps reached or early stopping): the
-    Trainer saves its control flags with the state, after the stop was decided."""
-    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-    control = state.get("stateful_callbacks", {}).get("TrainerControl", {})
-    return bool(control.get("args", {}).get("should_training_stop"))
-
-
-def trim_curves(live_dir: Path, last_step: int) -> None:
-    """Drop curve points logged after `last_step` (an interrupted run got past its checkpoint):
-    the resumed run logs those steps again."""
-    for table in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        header, *rows = table.read_text(encoding="utf-8").splitlines()
-        step = header.split("\t").index("step")
-        kept = [row for row in rows if int(row.split("\t")[step]) <= last_step]
-        table.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
-
-
-def live_callback(live_dir: Path, resume: bool) -> Any:
-    """Training curves through DVCLive, x = the optimizer step (the stock callback counts
-    log calls instead), so `dvc plots show` lines up train and eval loss. Rank 0 only."""
-    from dvclive import Live
-    from transformers import TrainerCallback
-
-    live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
-
-    class LiveCurves(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs:
-                return
-            live.step = state.global_step
-            for key, name in CURVES.items():
-                if isinstance(logs.get(key), (int, float)):
-                    live.log_metric(name, logs[key])
-            live.make_summary()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            live.end()
-
-    return LiveCurves()
-
-
-def log_at_checkpoints() -> Any:
-    """Log the train loss at every save as well: then each checkpoint's log history covers every
-    step up to it, and a resumed run can still report the mean train loss of the whole run."""
-    from transformers import TrainerCallback
-
-    class LogAtCheckpoints(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if control.should_save:
-                control.should_log = True
-
-    return LogAtCheckpoints()
-
-
-def train_loss_figures(log_history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
-    """(mean over every step of the run, last logged) train loss. Each logged `loss` is the mean
-    over the steps since the log before, so weighting by that span gives the run's mean; a
-    resumed run carries the earlier sessions' logs over from its checkpoint."""
-    total, previous = 0.0, 0
-    for entry in log_history:
-        if "loss" in entry:
-            total += entry["loss"] * (entry["step"] - previous)
-            previous = entry["step"]
-    losses = [entry["loss"] for entry in log_history if "loss" in entry]
-    if not losses:
-        return None, None
-    return total / previous, losses[-1]
 
 
 def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
