@@ -202,7 +202,10 @@ def all_variants() -> dict[str, Variant]:
             expandable_segments=True,
         ),
         replace(
-            padded, name="padded-compile", about="h100-padded + torch.compile per block", compile=True
+            padded,
+            name="padded-compile",
+            about="h100-padded + torch.compile per block",
+            compile=True,
         ),
         *[
             replace(

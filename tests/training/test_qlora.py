@@ -77,17 +77,23 @@ def tiny_model(family, path):
     return path
 
 
-@pytest.mark.parametrize("family", list(SHAPES))
-def test_lora_targets_are_every_linear_layer_but_the_head(family, tmp_path):
+def nf4_tiny_model(family, path, compute_dtype="float32"):
+    """The family's tiny model saved to `path` and loaded back in 4-bit NF4 by kotune, on CPU."""
     from kotune.modeling.loading import load_model
 
-    model = load_model(
-        str(tiny_model(family, tmp_path)),
+    return load_model(
+        str(tiny_model(family, path)),
         None,
         quantization="nf4",
-        compute_dtype="float32",
+        compute_dtype=compute_dtype,
         device="cpu",
     )
+
+
+@pytest.mark.parametrize("family", list(SHAPES))
+def test_lora_targets_are_every_linear_layer_but_the_head(family, tmp_path):
+
+    model = nf4_tiny_model(family, tmp_path, "float32")
     import bitsandbytes as bnb
 
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
@@ -100,16 +106,9 @@ def test_vocabulary_matrices_stay_in_the_compute_dtype(family, tmp_path):
     measured 3-5x on an H100), and keeps the norms in fp32."""
     from peft import prepare_model_for_kbit_training
 
-    from kotune.modeling.loading import load_model
     from kotune.training.qlora import keep_vocab_matrices_in
 
-    model = load_model(
-        str(tiny_model(family, tmp_path)),
-        None,
-        quantization="nf4",
-        compute_dtype="bfloat16",
-        device="cpu",
-    )
+    model = nf4_tiny_model(family, tmp_path, "bfloat16")
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     assert model.get_input_embeddings().weight.dtype == torch.float32  # what peft does
     keep_vocab_matrices_in(model, "bfloat16")
@@ -127,15 +126,7 @@ def test_qlora_steps_with_evaluations_between_lower_the_loss_and_leave_the_base_
     """Train, evaluate (no grad, as the Trainer does every eval_steps), train again."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from kotune.modeling.loading import load_model
-
-    model = load_model(
-        str(tiny_model("gpt_neox", tmp_path)),
-        None,
-        quantization="nf4",
-        compute_dtype="float32",
-        device="cpu",
-    )
+    model = nf4_tiny_model("gpt_neox", tmp_path, "float32")
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(
         model,
@@ -376,22 +367,17 @@ def test_packed_batches_give_the_padded_loss_without_cross_example_attention(
     other) must miss, or the check could not fail."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from kotune.modeling.loading import load_model
     from kotune.training.qlora import data_collator
 
-    model = load_model(
-        str(tiny_model(family, tmp_path)),
-        None,
-        quantization="nf4",
-        compute_dtype="float32",
-        device="cpu",
-    )
+    model = nf4_tiny_model(family, tmp_path, "float32")
     # as the Trainer sets it (TrainingArguments.use_cache=False); with a cache transformers
     # would not look for packed rows
     model.config.use_cache = False
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(0)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=find_lora_targets(model))
+    config = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=find_lora_targets(model)
+    )
     model = get_peft_model(model, config)
     for name, param in model.named_parameters():  # B = 0 would hide the adapter from the check
         if "lora_B" in name:
