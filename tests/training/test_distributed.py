@@ -3,6 +3,7 @@ asks for several processes, and 2 processes (gloo, on the CPU) train like 1 with
 effective batch."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -141,18 +142,43 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(
     assert steps == [str(s) for s in range(1, 9)]
 
 
+# Imported by every Python process started with its folder on PYTHONPATH (torchrun's workers
+# too): once checkpoint-2 is saved, each worker's next step waits, so that Ctrl-C lands in the
+# middle of the run however loaded the machine is. The wait changes no number.
+HOLD_AFTER_CHECKPOINT_2 = """
+import time
+import transformers
+
+step = transformers.Trainer.training_step
+
+
+def held(self, *args, **kwargs):
+    if self.state.global_step >= 2:
+        time.sleep(120)
+    return step(self, *args, **kwargs)
+
+
+transformers.Trainer.training_step = held
+"""
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_process_with_one_line_and_the_run_resumes(tmp_path, tiny_tokenizer):
     """SIGINT to the stage (what Ctrl-C sends) reaches torchrun's agent, which passes it on to
     each worker; rank 0 says where it stopped; no traceback, no worker left behind."""
-    budget = [*BUDGET, "train.max_steps=16"]  # ~25 ms a step: Ctrl-C lands around step 3
+    budget = [*BUDGET, "train.max_steps=16"]
     root = tiny_project(tmp_path / "two", tiny_tokenizer, [*budget, *TWO_PROCESSES])
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_AFTER_CHECKPOINT_2)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), *sys.path])}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "train.py"), *STAGE],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     state = root / "models" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
     deadline = time.monotonic() + 300
@@ -164,8 +190,8 @@ def test_ctrl_c_stops_every_process_with_one_line_and_the_run_resumes(tmp_path, 
     said = [line.strip() for line in stderr.splitlines() if "train:" in line]
     assert len(said) == 1, stderr[-3000:]
     assert re.fullmatch(
-        r"train: stopped at step (\d+); run dvc repro \(or this command\) again to continue "
-        r"from checkpoint-(\d+)",
+        r"train: stopped at step 2; run dvc repro \(or this command\) again to continue "
+        r"from checkpoint-2",
         said[0],
     )
     assert "Traceback" not in stderr and "terminate called" not in stderr

@@ -23,21 +23,21 @@ BUDGET = [
     "train.lr=0.01",
     "train.warmup_ratio=0.0",
 ]
-# the stage with every optimizer step slowed down, so that a signal lands in the middle of the
-# run (8 steps take 0.3 s otherwise); the sleep changes no number
+# the stage held up once checkpoint-2 is saved, so that the signal lands in the middle of the
+# run however loaded the machine is (unslowed, 8 steps take 0.3 s); the wait changes no number
 SLOW_STAGE = (
     "import runpy, sys, time, transformers\n"
     "step = transformers.Trainer.training_step\n"
     "def slow(self, *args, **kwargs):\n"
-    "    time.sleep(0.4)\n"
+    "    time.sleep(0.2 if self.state.global_step < 2 else 120)\n"
     "    return step(self, *args, **kwargs)\n"
     "transformers.Trainer.training_step = slow\n"
     f"sys.argv[0] = {str(ROOT / 'stages' / 'train.py')!r}\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
-# the one line Ctrl-C leaves (the signal lands on step 2 or 3, the slowed steps take 0.4 s)
+# the one line Ctrl-C leaves (the signal lands while step 3 waits: global_step is 2)
 STOPPED = (
-    r"train: stopped at step [23]; run dvc repro \(or this command\) again to continue from "
+    r"train: stopped at step 2; run dvc repro \(or this command\) again to continue from "
     r"checkpoint-2"
 )
 # Same data order (seeded sampler, skipped batches), RNG (dropout masks) restored, same optimizer
