@@ -144,10 +144,14 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(
 
 # Imported by every Python process started with its folder on PYTHONPATH (torchrun's workers
 # too): once checkpoint-2 is saved, each worker's next step waits, so that Ctrl-C lands in the
-# middle of the run however loaded the machine is. The wait changes no number.
+# middle of the run however loaded the machine is. The wait changes no number. SIGINT is
+# handled as in a terminal (a shell's background job starts with it ignored, and so would these).
 HOLD_AFTER_CHECKPOINT_2 = """
+import signal
 import time
 import transformers
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 step = transformers.Trainer.training_step
 

@@ -25,8 +25,11 @@ BUDGET = [
 ]
 # the stage held up once checkpoint-2 is saved, so that the signal lands in the middle of the
 # run however loaded the machine is (unslowed, 8 steps take 0.3 s); the wait changes no number
+# SIGINT handled as in a terminal: a shell's background job (nohup …  &) starts with it
+# ignored, and so would this child.
 SLOW_STAGE = (
-    "import runpy, sys, time, transformers\n"
+    "import runpy, signal, sys, time, transformers\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "step = transformers.Trainer.training_step\n"
     "def slow(self, *args, **kwargs):\n"
     "    time.sleep(0.2 if self.state.global_step < 2 else 120)\n"
