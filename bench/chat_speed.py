@@ -65,25 +65,21 @@ MODEL = "koalpaca-5.8b"
 def make_adapter(base_dir: Path, adapter_dir: Path, persona: str, device: str) -> None:
     """A LoRA adapter (B = 0) on every linear layer of the base, saved as peft saves one."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     from kotune.modeling.loading import load_model
-    from kotune.training.qlora import find_lora_targets
+    from kotune.training.qlora import add_lora, find_lora_targets
 
     settings = train_settings(persona)
     model = load_model(
         str(base_dir), None, quantization="none", compute_dtype="bfloat16", device=device
     )
     torch.manual_seed(0)
-    model = get_peft_model(
+    model = add_lora(
         model,
-        LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=find_lora_targets(model),
-            task_type="CAUSAL_LM",
-        ),
+        settings.lora_r,
+        settings.lora_alpha,
+        settings.lora_dropout,
+        find_lora_targets(model),
     )
     model.save_pretrained(str(adapter_dir))
 

@@ -309,10 +309,10 @@ def computed_tokens(batch: dict[str, Any]) -> int:
 def build_model(base_dir: Path, variant: Variant, settings: TrainSettings, device: str) -> Any:
     """kotune's path: load_model (NF4), prepare_model_for_kbit_training, LoRA on every linear."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     from kotune.modeling.loading import load_model
-    from kotune.training.qlora import find_lora_targets
+    from kotune.training.qlora import add_lora, find_lora_targets, keep_vocab_matrices_in
 
     model = load_model(
         str(base_dir),
@@ -327,20 +327,15 @@ def build_model(base_dir: Path, variant: Variant, settings: TrainSettings, devic
         model, use_gradient_checkpointing=variant.gradient_checkpointing
     )
     if variant.lean:  # undo the fp32 upcast of the two vocabulary-sized matrices
-        dtype = getattr(torch, variant.dtype)
-        model.get_input_embeddings().to(dtype)
-        model.get_output_embeddings().to(dtype)
+        keep_vocab_matrices_in(model, variant.dtype)
     model.config.use_cache = False  # as the Trainer sets it (TrainingArguments.use_cache=False)
     torch.manual_seed(0)  # the same LoRA A in every variant (B starts at zero)
-    model = get_peft_model(
+    model = add_lora(
         model,
-        LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=find_lora_targets(model),
-            task_type="CAUSAL_LM",
-        ),
+        settings.lora_r,
+        settings.lora_alpha,
+        settings.lora_dropout,
+        find_lora_targets(model),
     )
     if variant.compile:
         blocks = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)

@@ -43,6 +43,16 @@ def find_lora_targets(model: Any) -> list[str]:
     return sorted(names)
 
 
+def add_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str]) -> Any:
+    """The base wrapped by peft with LoRA adapters on `targets` (the base stays frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
 def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
     """Undo peft's fp32 upcast of the frozen input embeddings and LM head.
 
@@ -143,7 +153,7 @@ def train_adapter(
     """
     import torch
     from datasets import load_from_disk
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_callback import TrainerState
 
@@ -179,16 +189,7 @@ def train_adapter(
     if targets == ["auto"]:
         targets = find_lora_targets(model)
     lora = cfg.train.lora
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        ),
-    )
+    model = add_lora(model, lora.r, lora.alpha, lora.dropout, targets)
     trainable, total = model.get_nb_trainable_parameters()
 
     data = load_from_disk(str(tokenized_dir))
