@@ -1,0 +1,88 @@
+"""Every user error the README promises as one line, in one table: exit 2, `kotune: error: …`
+naming the file / line / field or flag, no traceback, no partial output, the user's files intact.
+
+Each case: (id, files to create {name: bytes|str}, argv with `{tmp}` for the case's folder,
+expected text in the message, paths (relative to {tmp}) that must NOT exist afterwards).
+Sections are kept apart so that work on different parts adds rows in its own place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KOTUNE = str(Path(sys.executable).with_name("kotune"))
+
+GOOD_RECORD = (
+    '{"id": "a", "conversation_id": "a", "messages": '
+    '[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+)
+
+# --- input files and formats ---------------------------------------------------------------
+DATA_CASES = [
+    (
+        "ingest-invalid-json-line",
+        {"bad.jsonl": '{"instruction": "a", "output": "b"}\n{"instruction": \n'},
+        ["ingest", "--format", "alpaca", "{tmp}/bad.jsonl", "-o", "{tmp}/out.jsonl"],
+        "bad.jsonl:2: invalid JSON",
+        ["out.jsonl"],
+    ),
+    (
+        "clean-missing-field",
+        {"conv.jsonl": GOOD_RECORD + '{"id": "b", "messages": []}\n'},
+        ["clean", "{tmp}/conv.jsonl", "-o", "{tmp}/clean.jsonl"],
+        "conv.jsonl:2: missing field 'conversation_id'",
+        ["clean.jsonl"],
+    ),
+]
+
+# --- outputs, params and commands ------------------------------------------------------------
+COMMAND_CASES: list = []
+
+# --- chat, serve and adapters ----------------------------------------------------------------
+ADAPTER_CASES: list = []
+
+CASES = DATA_CASES + COMMAND_CASES + ADAPTER_CASES
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("files", "argv", "expected", "absent"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_user_error_is_one_line(tmp_path, files, argv, expected, absent):
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    before = tree_digest(tmp_path)
+    result = subprocess.run(
+        [KOTUNE, *(a.replace("{tmp}", str(tmp_path)) for a in argv)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("kotune: error: "), result.stderr
+    assert expected in lines[0], lines[0]
+    for name in absent:
+        assert not (tmp_path / name).exists(), f"partial output {name} left behind"
+    after = tree_digest(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before, "user files changed"
