@@ -94,3 +94,36 @@ def test_load_config_names_the_file(tmp_path):
 def test_overrides_compose_like_dvc_exp_run():
     cfg = parse_config(compose(["train.lr=0.01", "train.lora.r=16"], ROOT / "conf"))
     assert cfg.train.lr == 0.01 and cfg.train.lora.r == 16
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["gpu.compile=sometimes"], "gpu.compile must be one of auto; got 'sometimes' or "),
+        (["gpu.distributed=fsdp"], "gpu.distributed fsdp needs gpu.num_processes > 1"),
+        (["gpu=t4x2-fsdp", "gpu.optimizer=paged_adamw_8bit"], "cannot save FSDP checkpoints"),
+        (["gpu=h200x2-fsdp", "gpu.compile=auto"], "gpu.compile must be false with gpu.dist"),
+        (["gpu.liger=true"], "gpu.liger needs gpu.device cuda"),
+        (
+            ["gpu=t4x2", "gpu.num_machines=3"],
+            "gpu.micro_batch_size × gpu.num_processes × gpu.num_m",
+        ),
+    ],
+)
+def test_gpu_settings_that_do_not_go_together_are_named(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(compose(overrides, ROOT / "conf"))
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(True, True), (False, False), ("auto", "auto")])
+def test_compile_is_on_off_or_auto(value, parsed):
+    """YAML reads on/off as true/false: gpu.compile takes those and the word auto."""
+    assert parse_config(with_value(defaults(), "gpu.compile", value)).gpu.compile == parsed
+
+
+def test_processes_on_several_machines_share_the_effective_batch():
+    cfg = parse_config(
+        compose(["gpu=t4x2", "gpu.num_machines=2", "gpu.micro_batch_size=2"], ROOT / "conf")
+    )
+    assert cfg.world_size == 4 and cfg.grad_accum_steps == 1  # 2 × 2 × 2 × 1 = 8

@@ -137,8 +137,25 @@ class GpuConfig:
     # cross-example attention); no padding is computed. Measured in bench/train_speed.py.
     packing: bool = False
     optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
-    attention: Literal["sdpa", "eager"] = "sdpa"
-    num_processes: int = bounded(1, gt=0)
+    # flex_attention: torch's block-sparse attention (no extra wheel); with packing it skips the
+    # blocks between examples that sdpa's dense mask computes (sdpa packed: 0.74× padded, H100)
+    attention: Literal["sdpa", "eager", "flex_attention"] = "sdpa"
+    # torch.compile of each decoder block: fuses the small LoRA/cast/norm kernels around the
+    # GEMMs (1.25× on an H100) for a one-off compilation (18–150 s by model and quantization).
+    # auto: compile once the run's measured step time × its remaining steps says the saving pays
+    # for compile_warmup_s (training.speedups.CompileWhenItPays). true/false: always/never.
+    compile: Literal["auto"] | bool = False
+    compile_warmup_s: float = bounded(150.0, ge=0)  # measured compilation cost on this card
+    # Liger's Triton kernels (fused linear cross-entropy: no [tokens × vocab] logits; RMSNorm,
+    # RoPE, SwiGLU) for the llama and qwen2 families; other families train without them. CUDA
+    # only. Pays most for 150k-vocabulary models; measured slower on a 4-bit base (issue 16).
+    liger: bool = False
+    num_processes: int = bounded(1, gt=0)  # processes (one per GPU) on each machine
+    num_machines: int = bounded(1, gt=0)  # >1: MASTER_ADDR, MASTER_PORT, NODE_RANK from the env
+    # ddp: every process holds the whole (4-bit) base and trains on its share of each batch;
+    # fsdp: FULL_SHARD through accelerate: base, LoRA, gradients and optimizer state split across
+    # the processes (a model that does not fit one card), one decoder layer gathered at a time
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     chat_quantization: Literal["none", "nf4", "int8"] = "none"
     memory_gib: float = bounded(0.0, ge=0)  # one card's memory; 0: no fixed budget (the CPU)
     max_seq_len: int = bounded(2048, gt=16)  # the longest sequence this card trains at its batch
@@ -231,20 +248,27 @@ class Config:
         return min(self.tokenize.max_seq_len, self.gpu.max_seq_len)
 
     @property
+    def world_size(self) -> int:
+        """Training processes in all: per machine × machines."""
+        return self.gpu.num_processes * self.gpu.num_machines
+
+    @property
     def grad_accum_steps(self) -> int:
         """Accumulation that keeps the persona's effective batch on this GPU profile."""
-        per_step = self.gpu.micro_batch_size * self.gpu.num_processes
+        per_step = self.gpu.micro_batch_size * self.world_size
         return self.train.effective_batch_size // per_step
 
 
 def _check_cross(cfg: Config) -> None:
-    per_step = cfg.gpu.micro_batch_size * cfg.gpu.num_processes
+    per_step = cfg.gpu.micro_batch_size * cfg.world_size
     if cfg.train.effective_batch_size % per_step:
+        machines = " × gpu.num_machines" if cfg.gpu.num_machines > 1 else ""
         raise ConfigError(
             f"train.effective_batch_size ({cfg.train.effective_batch_size}) must be a multiple of "
-            f"gpu.micro_batch_size × gpu.num_processes ({cfg.gpu.micro_batch_size} × "
-            f"{cfg.gpu.num_processes} = {per_step})"
+            f"gpu.micro_batch_size × gpu.num_processes{machines} ({cfg.gpu.micro_batch_size} × "
+            f"{cfg.world_size} = {per_step})"
         )
+    _check_gpu(cfg.gpu)
     model = cfg.model
     if model.source == "scratch" and model.scratch is None:
         raise ConfigError("model.scratch is required when model.source is 'scratch'")
@@ -292,6 +316,21 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("gpu.compute_dtype float16 is not supported on gpu.device cpu")
 
 
+def _check_gpu(gpu: GpuConfig) -> None:
+    """Settings that only work together (each message names the key to change)."""
+    if gpu.distributed == "fsdp" and gpu.num_processes * gpu.num_machines < 2:
+        raise ConfigError("gpu.distributed fsdp needs gpu.num_processes > 1 (it shards across them)")
+    if gpu.distributed == "fsdp" and gpu.optimizer == "paged_adamw_8bit":
+        raise ConfigError(
+            "gpu.optimizer paged_adamw_8bit cannot save FSDP checkpoints (peft's FSDP-QLoRA "
+            "caveat); use adamw_torch with gpu.distributed fsdp (its state is sharded anyway)"
+        )
+    if gpu.distributed == "fsdp" and gpu.compile is not False:
+        raise ConfigError("gpu.compile must be false with gpu.distributed fsdp (not supported)")
+    if gpu.liger and gpu.device != "cuda":
+        raise ConfigError("gpu.liger needs gpu.device cuda (Liger's kernels are Triton)")
+
+
 # ---------------------------------------------------------------------------- the builder
 
 
@@ -311,7 +350,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
                 return _convert(option, value, key)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0])
+        raise ConfigError(" or ".join(errors))  # one message for each accepted kind
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:

@@ -16,6 +16,10 @@ The estimate counts what QLoRA training keeps on one card (bytes):
   a token), the largest single term for 150k-vocabulary models;
 - the allocator's slack (`RESERVED_OVER_ALLOCATED`) and the CUDA context, which torch does not count.
 
+Under FSDP (`gpu.distributed: fsdp`) each card holds 1/N of the weights, LoRA weights, gradients
+and optimizer state, plus the `FSDP_GATHERED_LAYERS` decoder layers that are unsharded at a time
+(the one computing and the one prefetched); activations and logits are per card as without it.
+
 The per-token constants were checked against peaks measured with torch.cuda.max_memory_* on an
 H100 (bench/gpu_profiles.py; the README's hardware table shows both).
 """
@@ -37,6 +41,7 @@ LOGIT_BYTES = 12  # fp32 logits + saved log-softmax + their gradient, per vocabu
 RESERVED_OVER_ALLOCATED = 1.15  # the caching allocator holds more than it hands out
 CUDA_CONTEXT_GIB = 0.6  # driver, kernels and cuBLAS workspace: outside torch's counters
 USABLE_SHARE = 0.97  # of a card's memory: the rest is the driver's and the display's
+FSDP_GATHERED_LAYERS = 2  # BACKWARD_PRE prefetch: the current layer and the next, unsharded
 
 
 def _element_bytes(dtype: str) -> int:
@@ -103,19 +108,28 @@ def estimate_training_memory(
     """The expected peak of one training process for `micro_batch_size` × `seq_len` tokens."""
     params = parameter_count(family, shape)
     dtype_bytes = _element_bytes(gpu.compute_dtype)
+    fsdp = gpu.distributed == "fsdp"
+    # FSDP stores every weight in one float type (modeling.loading.quant_storage_dtype): fp32
+    # under fp16 mixed precision, else the compute dtype; no fp32 upcast of the norms
+    stored_bytes = 4 if fsdp and gpu.compute_dtype == "float16" else dtype_bytes
     if gpu.quantization == "nf4":
         bits = 4 + (8 / 64 + 32 / (64 * 256) if gpu.double_quant else 32 / 64)
         linear = params["linear"] * bits / 8
-        upcast = 4  # prepare_model_for_kbit_training: norms in fp32
+        upcast = stored_bytes if fsdp else 4  # prepare_model_for_kbit_training: norms in fp32
     else:
         linear = params["linear"] * dtype_bytes
         upcast = dtype_bytes
     # embeddings and head stay in the compute dtype (training.qlora.keep_vocab_matrices_in)
-    weights = linear + params["embedding"] * dtype_bytes + params["norm"] * upcast
+    weights = linear + params["embedding"] * stored_bytes + params["norm"] * upcast
 
     lora = lora_parameters(family, shape, lora_r, lora_targets)
     moments = 2 if "8bit" in gpu.optimizer else 8
     lora_and_optimizer = lora * (4 + 4 + moments)
+    if fsdp:  # each card keeps its 1/N shard, and gathers a layer or two at a time
+        shards = gpu.num_processes * gpu.num_machines
+        gathered = FSDP_GATHERED_LAYERS * (linear + lora * 4) / shape.num_layers
+        weights = weights / shards + gathered
+        lora_and_optimizer /= shards
 
     tokens = gpu.micro_batch_size * seq_len
     per_layer = tokens * (
