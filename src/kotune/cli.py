@@ -134,7 +134,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"tokens, {gpu.quantization}, {gpu.compute_dtype}, gradient checkpointing "
         f"{'on' if gpu.gradient_checkpointing else 'off'}, "
         f"{'packed rows' if gpu.packing else 'padded batches'}, {gpu.optimizer}"
-        + (f", FSDP over {cfg.world_size} processes (per card)" if gpu.distributed == "fsdp" else "")
+        + (
+            f", FSDP over {cfg.world_size} processes (per card)"
+            if gpu.distributed == "fsdp"
+            else ""
+        )
     )
     for part, gib in estimate.as_dict().items():
         print(f"  {part:<20} {gib:8.2f} GiB")

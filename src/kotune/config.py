@@ -319,7 +319,9 @@ def _check_cross(cfg: Config) -> None:
 def _check_gpu(gpu: GpuConfig) -> None:
     """Settings that only work together (each message names the key to change)."""
     if gpu.distributed == "fsdp" and gpu.num_processes * gpu.num_machines < 2:
-        raise ConfigError("gpu.distributed fsdp needs gpu.num_processes > 1 (it shards across them)")
+        raise ConfigError(
+            "gpu.distributed fsdp needs gpu.num_processes > 1 (it shards across them)"
+        )
     if gpu.distributed == "fsdp" and gpu.optimizer == "paged_adamw_8bit":
         raise ConfigError(
             "gpu.optimizer paged_adamw_8bit cannot save FSDP checkpoints (peft's FSDP-QLoRA "
