@@ -5,8 +5,9 @@ early stopping on eval_loss, resumable.
         --live metrics/train_live --metrics metrics/train.json
 
 Reads params `train`, `gpu`, `model`, `tokenize` and `persona` (all part of the resume check).
-With `gpu.num_processes` > 1 the same command runs itself on that many processes via torchrun;
-rank 0 writes the metrics. Ctrl-C keeps the checkpoints: run it again to continue (exit 130).
+With `gpu.num_processes` > 1 the same command runs itself on that many processes via torchrun
+(`gpu.distributed: ddp`) or `accelerate launch` with an FSDP config (`fsdp`); rank 0 writes the
+metrics. Ctrl-C keeps the checkpoints: run it again to continue (exit 130).
 """
 
 import argparse
@@ -18,13 +19,21 @@ from kotune.config import Config, load_config
 from kotune.errors import KotuneError, run_cli
 from kotune.files import write_json
 from kotune.modeling.memory import check_fits, oom_message
-from kotune.training.launch import is_main_process, needs_launcher, relaunch, stopped
+from kotune.training.launch import (
+    is_main_process,
+    needs_launcher,
+    relaunch,
+    relaunch_fsdp,
+    stopped,
+)
 
 
 def main(cfg: Config, base: Path, data: Path, out: Path, live: Path, metrics: Path) -> int:
-    if needs_launcher(cfg.gpu.num_processes):
+    if needs_launcher(cfg.world_size):
         check_fits(cfg, base)  # once here, not once per process
-        return relaunch(cfg.gpu.num_processes)  # this very command, once per process
+        if cfg.gpu.distributed == "fsdp":  # accelerate launch, the profile's FSDP config
+            return relaunch_fsdp(cfg.gpu, cfg.model.family)
+        return relaunch(cfg.gpu.num_processes, num_machines=cfg.gpu.num_machines)  # torchrun
     import torch
 
     from kotune.training.qlora import TrainingStopped, train_adapter

@@ -18,6 +18,8 @@ from kotune.modeling.loading import read_manifest
 
 FINGERPRINT = "fingerprint.json"
 TRAINER_STATE = "trainer_state.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what evaluate and export read
+SHARDED_MODEL = "pytorch_model_fsdp_*"  # the Trainer's per-rank model shards under FSDP
 # Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
 CURVES = {
     "loss": "train/loss",
@@ -46,13 +48,21 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[-1])
 
 
+def complete(checkpoint: Path) -> bool:
+    """trainer_state.json is written last, so a folder without it is a save cut off by Ctrl-C or
+    kill; a sharded (FSDP) one is complete once the whole adapter is written after it."""
+    if not (checkpoint / TRAINER_STATE).is_file():
+        return False
+    sharded = next(checkpoint.glob(SHARDED_MODEL), None) is not None
+    return not sharded or (checkpoint / ADAPTER_WEIGHTS).is_file()
+
+
 def last_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete checkpoint: trainer_state.json is written last, so a folder without
-    it is a save cut off by Ctrl-C or kill, and cannot be resumed from."""
+    """The newest complete checkpoint (an incomplete one cannot be resumed from)."""
     found = [
         p
         for p in checkpoints_dir.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()
+        if p.name.split("-")[-1].isdigit() and complete(p)
     ]
     return max(found, key=checkpoint_step, default=None)
 
@@ -153,3 +163,29 @@ def train_loss_figures(log_history: list[dict[str, Any]]) -> tuple[float | None,
     if not losses:
         return None, None
     return total / previous, losses[-1]
+
+
+def whole_adapter_writer(trainer: Any) -> Any:
+    """A callback for FSDP runs: after each checkpoint (whose model is saved as per-rank shards,
+    for resuming) gather the adapter whole and write it on rank 0 beside them, as a one-process
+    run saves it, so that evaluate and export read any checkpoint as usual. Every rank takes part
+    in the gathering; the weights file is moved into place last."""
+    from transformers import TrainerCallback
+
+    class WholeAdapter(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            accelerator = trainer.accelerator
+            weights = accelerator.get_state_dict(trainer.model)  # collective: every rank
+            if accelerator.is_main_process:
+                partial = folder.with_name(folder.name + ".adapter")
+                shutil.rmtree(partial, ignore_errors=True)
+                model = accelerator.unwrap_model(trainer.model)
+                model.save_pretrained(partial, state_dict=weights, safe_serialization=True)
+                files = sorted(partial.iterdir(), key=lambda p: p.name == ADAPTER_WEIGHTS)
+                for file in files:  # the weights last: their presence marks the save complete
+                    file.replace(folder / file.name)
+                partial.rmdir()
+            accelerator.wait_for_everyone()
+
+    return WholeAdapter()

@@ -26,7 +26,9 @@ from kotune.training.checkpoints import (
     run_finished,
     train_loss_figures,
     trim_curves,
+    whole_adapter_writer,
 )
+from kotune.training.speedups import compile_blocks, compile_when_it_pays, liger_applies
 
 
 def find_lora_targets(model: Any) -> list[str]:
@@ -91,6 +93,7 @@ def training_arguments(cfg: Config, output_dir: Path) -> Any:
 
     gpu, train = cfg.gpu, cfg.train
     on_gpu = gpu.device == "cuda"
+    several = cfg.world_size > 1
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=gpu.micro_batch_size,
@@ -127,8 +130,9 @@ def training_arguments(cfg: Config, output_dir: Path) -> Any:
         dataloader_num_workers=0,
         # a resumed run goes on with early stopping's patience count where the checkpoint left it
         restore_callback_states_from_checkpoint=True,
-        ddp_find_unused_parameters=False if gpu.num_processes > 1 else None,
-        ddp_backend="gloo" if not on_gpu and gpu.num_processes > 1 else None,
+        ddp_find_unused_parameters=False if several and gpu.distributed == "ddp" else None,
+        ddp_backend="gloo" if not on_gpu and several else None,
+        use_liger_kernel=liger_applies(gpu, cfg.model.family),
     )
 
 
@@ -148,8 +152,9 @@ def train_adapter(
 ) -> dict[str, Any]:
     """Train LoRA on the base; returns the flat metrics for metrics/train.json.
 
-    Under torchrun every process runs this with its own 4-bit copy of the base; rank 0 alone
-    prepares the checkpoints folder and writes the curves (the Trainer saves on rank 0 only).
+    Under torchrun every process runs this with its own 4-bit copy of the base; under FSDP each
+    holds a shard of it. Rank 0 alone prepares the checkpoints folder and writes the curves (the
+    Trainer saves on rank 0 only; FSDP checkpoints hold each rank's shard and the whole adapter).
     """
     import torch
     from datasets import load_from_disk
@@ -191,6 +196,8 @@ def train_adapter(
     lora = cfg.train.lora
     model = add_lora(model, lora.r, lora.alpha, lora.dropout, targets)
     trainable, total = model.get_nb_trainable_parameters()
+    if cfg.gpu.compile is True:
+        compile_blocks(model)
 
     data = load_from_disk(str(tokenized_dir))
     columns = ["input_ids", "labels"]
@@ -217,6 +224,10 @@ def train_adapter(
     ]
     if main:
         callbacks.append(live_callback(live_dir, resume=resume_from is not None))
+    compiler = None
+    if cfg.gpu.compile == "auto":
+        compiler = compile_when_it_pays(model, cfg.gpu.compile_warmup_s)
+        callbacks.append(compiler)
     trainer = Trainer(
         model=model,
         args=args,
@@ -225,6 +236,8 @@ def train_adapter(
         data_collator=data_collator(cfg.gpu.packing, tokenizer),
         callbacks=callbacks,
     )
+    if cfg.gpu.distributed == "fsdp":
+        trainer.add_callback(whole_adapter_writer(trainer))
     start = time.perf_counter()
     if resume_from is not None and run_finished(resume_from):
         # the run had ended (max_steps or early stopping): report it, do not train on past its end
@@ -263,6 +276,11 @@ def train_adapter(
         "lora_targets": ",".join(targets),
         "grad_accum_steps": cfg.grad_accum_steps,
         "num_processes": args.world_size,
+        "distributed": cfg.gpu.distributed if args.world_size > 1 else None,
+        "compiled_at_step": 0
+        if cfg.gpu.compile is True
+        else compiler and compiler.compiled_at_step,
+        "liger": liger_applies(cfg.gpu, cfg.model.family),
         "runtime_seconds": round(seconds, 2),
         "resumed_from_step": resumed_step,
         "session_steps": session_steps,

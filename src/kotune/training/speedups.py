@@ -1,0 +1,75 @@
+"""Training speed-ups a GPU profile turns on: torch.compile per decoder block (now, or once the
+run is long enough to pay for it) and Liger's kernels. Each is measured in bench/train_speed.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kotune.config import GpuConfig
+
+# families Liger has kernels for (liger_kernel.transformers.apply_liger_kernel_to_<family>)
+LIGER_FAMILIES = ("llama", "qwen2")
+# a compiled step's speed against an eager one: padded-compile / h100-padded on an H100, both
+# NF4 (bench/NOTES.md round 2); round 3's measurement replaces it
+COMPILE_SPEEDUP = 1.25
+# `auto` times this session's 2nd and 3rd steps (the 1st carries CUDA and allocator warm-up)
+TIMED_STEPS = (2, 3)
+
+
+def liger_applies(gpu: GpuConfig, family: str) -> bool:
+    """Whether the Trainer should patch the model with Liger's kernels (`use_liger_kernel`)."""
+    return gpu.liger and gpu.device == "cuda" and family in LIGER_FAMILIES
+
+
+def decoder_blocks(model: Any) -> Any:
+    """The model's decoder layers (the longest ModuleList: gpt_neox.layers, model.layers)."""
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return max(lists, key=len)
+
+
+def compile_blocks(model: Any) -> int:
+    """torch.compile each decoder block in place (`Module.compile`: the next call compiles; shapes
+    marked dynamic, since padded and packed batches change length every step); returns how many."""
+    blocks = decoder_blocks(model)
+    for block in blocks:
+        block.compile(dynamic=True)
+    return len(blocks)
+
+
+def compiling_pays(step_seconds: float, remaining_steps: int, warmup_seconds: float) -> bool:
+    """Whether compiling now saves more than it costs: the remaining steps at the measured pace,
+    of which compilation saves 1 − 1/COMPILE_SPEEDUP, against its one-off warm-up."""
+    saved = remaining_steps * step_seconds * (1 - 1 / COMPILE_SPEEDUP)
+    return saved > warmup_seconds
+
+
+def compile_when_it_pays(model: Any, warmup_seconds: float) -> Any:
+    """A callback for `gpu.compile: auto`: times this session's 2nd and 3rd optimizer steps
+    uncompiled (a resumed run too), then compiles the decoder blocks if `compiling_pays` for the
+    steps left. `compiled_at_step` says when (None: not compiled)."""
+    from transformers import TrainerCallback
+
+    class CompileWhenItPays(TrainerCallback):
+        def __init__(self) -> None:
+            self.started, self.session_steps, self.timed = 0.0, 0, []
+            self.compiled_at_step: int | None = None
+            self.step_seconds: float | None = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.session_steps += 1
+            if self.session_steps in TIMED_STEPS:
+                self.timed.append(time.perf_counter() - self.started)
+            if self.session_steps == TIMED_STEPS[-1]:
+                self.step_seconds = sum(self.timed) / len(self.timed)
+                left = state.max_steps - state.global_step
+                if compiling_pays(self.step_seconds, left, warmup_seconds):
+                    compile_blocks(model)
+                    self.compiled_at_step = state.global_step
+
+    return CompileWhenItPays()
