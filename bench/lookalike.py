@@ -34,13 +34,22 @@ IGNORE_INDEX = -100
 SPECIAL_IDS = {"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 1}  # random ids start at 2
 
 # bench name → conf/model file; smoke: a tiny shape of the same family (same code path, CPU)
-MODELS = {"koalpaca-5.8b": "koalpaca-polyglot-5.8b", "qwen2.5-7b": "qwen2.5-7b-instruct"}
+MODELS = {
+    "koalpaca-5.8b": "koalpaca-polyglot-5.8b",
+    "qwen2.5-7b": "qwen2.5-7b-instruct",
+    "bllossom-8b": "bllossom-8b",  # Llama-3 8B's shape
+    "koalpaca-12.8b": "koalpaca-polyglot-12.8b",
+}
 TINY = {
     "gpt_neox": ModelShape(
         hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=256,
         vocab_size=1024, max_position_embeddings=2048, rotary_pct=0.25,
     ),
     "qwen2": ModelShape(
+        hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
+        vocab_size=2048, max_position_embeddings=2048,
+    ),
+    "llama": ModelShape(
         hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
         vocab_size=2048, max_position_embeddings=2048,
     ),

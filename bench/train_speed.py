@@ -37,6 +37,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -100,6 +101,11 @@ class Variant:
     expandable_segments: bool = False
     examples_per_step: int = 0  # 0: the persona's effective batch
     only_models: tuple[str, ...] = ()  # run by default on these models only (any if empty)
+    # round 3 (issue 16)
+    quantization: str = "nf4"  # nf4: QLoRA; none: plain LoRA on the base in the compute dtype
+    dropout: float | None = None  # LoRA dropout; None: the persona's (train.lora.dropout)
+    liger: bool = False  # Liger's kernels on the base (as the Trainer's use_liger_kernel)
+    engine: str = "kotune"  # kotune's loading, or "unsloth": Unsloth's FastLanguageModel
 
 
 def profile_variant(
@@ -119,6 +125,9 @@ def profile_variant(
         order="random" if packed else "length",
         lean=True,
         attention=gpu.attention,
+        quantization=gpu.quantization,
+        compile=gpu.compile is not False,  # auto: a real run this long-lived would compile
+        liger=gpu.liger,
     )
     settings.update(extra)
     return Variant(name=name, about=about, **settings)
@@ -239,8 +248,93 @@ def all_variants() -> dict[str, Variant]:
             micro_batch=16,
             examples_per_step=16,
         ),
+        *round3_variants(padded),
     ]
     return {v.name: v for v in variants}
+
+
+def round3_variants(nf4_padded: Variant) -> list[Variant]:
+    """Issue 16: the h200-141gb profile as predicted, what each of its settings is worth, Unsloth
+    beside it, and the one-card QLoRA peak that FSDP (issue 17) must beat."""
+    h200 = profile_variant(
+        "h200",
+        "h200-141gb",
+        "kotune h200-141gb as shipped (predicted): bf16 base (no 4-bit), length-grouped padding, "
+        "8 × 1, torch.compile per block, Liger for llama/qwen2, the persona's LoRA dropout 0.05",
+        packing=False,
+    )
+    d0 = replace(h200, name="h200-d0", about="h200 with LoRA dropout 0", dropout=0.0)
+    unsloth = Variant(
+        name="unsloth-bf16",
+        about="Unsloth's FastLanguageModel, bf16 base, LoRA dropout 0 (its fast path), same "
+        "batches as h200 (length-grouped padding, 8 × 1), no checkpointing",
+        dtype="bfloat16",
+        micro_batch=8,
+        gradient_checkpointing=False,
+        padding="multiple8",
+        order="length",
+        lean=True,
+        quantization="none",
+        dropout=0.0,
+        engine="unsloth",
+    )
+    return [
+        h200,
+        d0,
+        replace(h200, name="h200-eager", about="h200 without torch.compile", compile=False),
+        replace(
+            h200,
+            name="bf16-padded",
+            about="h100-padded with a bf16 base: what dropping 4-bit alone is worth",
+            compile=False,
+            liger=False,
+        ),
+        replace(
+            d0,
+            name="h200-d0-flex-packed",
+            about="h200-d0 with padding-free rows of 8 through flex_attention (block-sparse mask)",
+            padding="none",
+            order="random",
+            attention="flex_attention",
+        ),
+        replace(
+            d0, name="h200-d0-nf4", about="h200-d0 on a 4-bit NF4 base (QLoRA)", quantization="nf4"
+        ),
+        replace(
+            nf4_padded,
+            name="nf4-d0-compile",
+            about="h100-padded (NF4) with LoRA dropout 0 and compile per block",
+            dropout=0.0,
+            compile=True,
+        ),
+        unsloth,
+        replace(
+            unsloth,
+            name="unsloth-nf4",
+            about="unsloth-bf16 on a 4-bit base (QLoRA)",
+            quantization="nf4",
+        ),  # fmt: skip
+        profile_variant(
+            "qlora-1card",
+            "h200x2-fsdp",
+            "h200x2-fsdp's settings on one card (NF4, 4 × accumulation 2): the per-card peak "
+            "that FSDP over two cards must stay below",
+        ),
+    ]
+
+
+# Round 3 on one H200 in ≤ 9 minutes: the main questions first (the h200 profile's MFU on the
+# 5.8B shape, kotune against Unsloth on Qwen2.5-7B), then what each setting is worth, Llama,
+# and the 12.8B one-card QLoRA peak for issue 17.
+ROUND3_PLAN = [
+    ("koalpaca-5.8b", "h200"), ("koalpaca-5.8b", "h200-d0"),
+    ("qwen2.5-7b", "h200-d0"), ("qwen2.5-7b", "unsloth-bf16"),
+    ("koalpaca-5.8b", "h100-padded"), ("qwen2.5-7b", "h200"),
+    ("qwen2.5-7b", "unsloth-nf4"), ("qwen2.5-7b", "h200-d0-nf4"),
+    ("koalpaca-5.8b", "h200-eager"), ("koalpaca-5.8b", "h200-d0-flex-packed"),
+    ("koalpaca-5.8b", "qlora-1card"), ("bllossom-8b", "h200-d0"), ("bllossom-8b", "unsloth-bf16"),
+    ("koalpaca-12.8b", "qlora-1card"),
+]  # fmt: skip
 
 
 DEFAULT_VARIANTS = [
@@ -306,41 +400,57 @@ def computed_tokens(batch: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------- model
 
 
-def build_model(base_dir: Path, variant: Variant, settings: TrainSettings, device: str) -> Any:
-    """kotune's path: load_model (NF4), prepare_model_for_kbit_training, LoRA on every linear."""
+def build_model(
+    base_dir: Path, variant: Variant, settings: TrainSettings, device: str, ctx=None
+) -> Any:
+    """kotune's path: load_model (NF4 or the compute dtype), prepare_model_for_kbit_training when
+    quantized, Liger's kernels where the family has them, LoRA on every linear, compile per block.
+    engine unsloth: Unsloth's FastLanguageModel with the same LoRA settings instead."""
     import torch
     from peft import prepare_model_for_kbit_training
 
     from kotune.modeling.loading import load_model
     from kotune.training.qlora import add_lora, find_lora_targets, keep_vocab_matrices_in
+    from kotune.training.speedups import LIGER_FAMILIES, compile_blocks
 
+    dropout = settings.lora_dropout if variant.dropout is None else variant.dropout
+    if variant.engine == "unsloth":
+        from unsloth_variant import build_unsloth_model
+
+        from kotune.modeling.memory import linear_shapes
+
+        lora = {"r": settings.lora_r, "alpha": settings.lora_alpha, "dropout": dropout}
+        targets = sorted(linear_shapes(ctx["family"], ctx["shape"]))
+        return build_unsloth_model(
+            base_dir, variant.quantization, variant.dtype, ctx["max_len"], lora, targets
+        )
     model = load_model(
         str(base_dir),
         None,
-        quantization="nf4",
+        quantization=variant.quantization,
         compute_dtype=variant.dtype,
         device=device,
         attention=variant.attention,
         double_quant=True,
     )
-    model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=variant.gradient_checkpointing
-    )
-    if variant.lean:  # undo the fp32 upcast of the two vocabulary-sized matrices
-        keep_vocab_matrices_in(model, variant.dtype)
+    if variant.quantization == "nf4":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=variant.gradient_checkpointing
+        )
+        if variant.lean:  # undo the fp32 upcast of the two vocabulary-sized matrices
+            keep_vocab_matrices_in(model, variant.dtype)
+    elif variant.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if variant.liger and model.config.model_type in LIGER_FAMILIES and device == "cuda":
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        _apply_liger_kernel_to_instance(model=model)  # what the Trainer's use_liger_kernel does
     model.config.use_cache = False  # as the Trainer sets it (TrainingArguments.use_cache=False)
     torch.manual_seed(0)  # the same LoRA A in every variant (B starts at zero)
-    model = add_lora(
-        model,
-        settings.lora_r,
-        settings.lora_alpha,
-        settings.lora_dropout,
-        find_lora_targets(model),
-    )
+    model = add_lora(model, settings.lora_r, settings.lora_alpha, dropout, find_lora_targets(model))
     if variant.compile:
-        blocks = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)
-        for block in blocks:
-            block.compile(dynamic=True)
+        compile_blocks(model)  # kotune's own (gpu.compile)
     return model
 
 
@@ -476,7 +586,7 @@ def memory_estimate(family, shape, variant: Variant, max_len: int, settings) -> 
     gpu = GpuConfig(
         name=variant.name,
         device="cuda",
-        quantization="nf4",
+        quantization=variant.quantization,
         double_quant=True,
         compute_dtype=variant.dtype,
         micro_batch_size=variant.micro_batch,
@@ -538,7 +648,7 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
 
     reset_peak(device)
     start = time.perf_counter()
-    model = build_model(ctx["base_dir"], variant, settings, device)
+    model = build_model(ctx["base_dir"], variant, settings, device, ctx)
     if device == "cuda":  # after load_model, which turns it off as kotune runs
         torch.backends.cuda.enable_cudnn_sdp(variant.cudnn_attention)
     synchronize(device)
@@ -584,6 +694,7 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
 
     # warm-up, untimed: first the worst case (every example max_seq_len long), then ordinary steps
     reset_peak(device)
+    warm_begin = time.perf_counter()  # compilation (compile variants) happens in here
     run_steps(ctx["worst"][:per_step])
     result["worst_peak_gib"] = peak_gib(device)
     if device == "cuda":
@@ -596,6 +707,7 @@ def run_variant(ctx: dict[str, Any], variant: Variant) -> dict[str, Any]:
         torch.cuda.empty_cache()
     if ctx["warm"]:
         run_steps(ctx["warm"])
+    result["warmup_s"] = round(time.perf_counter() - warm_begin, 1)
 
     reset_peak(device)
     timed = run_steps(ctx["timed"])
@@ -810,6 +922,10 @@ def run_child(args: argparse.Namespace) -> None:
     """--child VARIANT: one variant of one model in this process alone, so that no variant
     inherits another's warm caches (cuDNN attention plans are built per shape and kept by the
     process: the variant that ran second on the same shapes looked up to 5× faster)."""
+    if all_variants()[args.child].engine == "unsloth":
+        from unsloth_variant import import_unsloth
+
+        import_unsloth()  # before transformers: it patches it on import
     import torch
 
     device = begin_run(args.smoke, args.out)
@@ -836,12 +952,40 @@ def variant_in_child(args: argparse.Namespace, model_name: str, name: str, ceili
         env = dict(os.environ)
         if all_variants()[name].expandable_segments:
             env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env, timeout=args.variant_timeout_s
+            )
+        except subprocess.TimeoutExpired:
+            error = f"timed out after {args.variant_timeout_s:.0f} s (--variant-timeout-s)"
+            return {"model": model_name, "variant": name, "error": error}
         found = Path(folder) / "child.json"
         if done.returncode == 0 and found.is_file():
             return json.loads(found.read_text())
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        tail = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
+        tail = tail[-3:]
         return {"model": model_name, "variant": name, "error": " | ".join(tail)[:500]}
+
+
+def run_plan(
+    args: argparse.Namespace, variants: dict[str, Variant], chosen: list[str]
+) -> list[tuple[str, str]]:
+    """(model, variant) pairs in the order they run: --plan (round3: ROUND3_PLAN, most important
+    first, so that a run cut off by its time budget still answers the main questions), else every
+    chosen variant of every --models model (a default variant only on its `only_models`)."""
+    if args.plan:
+        text = ",".join(f"{m}:{v}" for m, v in ROUND3_PLAN) if args.plan == "round3" else args.plan
+        pairs = [tuple(item.split(":", 1)) for item in text.split(",")]
+        wrong = [f"{m}:{v}" for m, v in pairs if m not in MODELS or v not in variants]
+        if wrong:
+            raise SystemExit(f"unknown plan items {wrong}; models {list(MODELS)}")
+        return [(m, v) for m, v in pairs]
+    return [
+        (model, name)
+        for model in args.models.split(",")
+        for name in chosen
+        if args.variants or not variants[name].only_models or model in variants[name].only_models
+    ]
 
 
 def main(args: argparse.Namespace) -> None:
@@ -853,6 +997,7 @@ def main(args: argparse.Namespace) -> None:
     unknown = [v for v in chosen if v not in variants]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(variants)}")
+    report_plan = run_plan(args, variants, chosen)  # fails early on an unknown name
     facts = device_facts(device)
     n = 256 if args.smoke else 8192
     ceilings = {
@@ -865,47 +1010,52 @@ def main(args: argparse.Namespace) -> None:
     max_len = round(settings.max_seq_len * (1 / 8 if args.smoke else 1.0))
     report = {"device": facts, "matmul_tflops": ceilings, "settings": asdict(settings),
               "persona": args.persona, "max_len": max_len, "smoke": args.smoke,
-              "isolated": args.isolate, "results": results}  # fmt: skip
-    for model_name in args.models.split(","):
-        if time.perf_counter() - started > args.budget_s - 60:
-            results.append({"model": model_name, "variant": "*", "error": "skipped: time budget"})
+              "isolated": args.isolate, "plan": report_plan, "results": results}  # fmt: skip
+    queue = run_plan(args, variants, chosen)
+    last_use = {model: i for i, (model, _) in enumerate(queue)}  # a base is dropped after it
+    contexts: dict[str, dict] = {}
+    durations = [60.0]
+    done = 0
+    while queue:
+        model_name, name = queue.pop(0)
+        done += 1
+        if time.perf_counter() - started + max(durations) > args.budget_s:
+            results.append({"model": model_name, "variant": name, "error": "skipped: time budget"})
             continue
-        reference_file(args, model_name).unlink(missing_ok=True)
-        ctx = model_context(args, model_name, device, ceilings["bfloat16"])
-        print(f"{model_name}: random base in {ctx['build_s']:.0f} s", flush=True)
-        durations = [60.0]
-        queue = list(chosen)
-        while queue:
-            name = queue.pop(0)
-            variant = variants[name]
-            if not args.variants and variant.only_models and model_name not in variant.only_models:
-                continue
-            if time.perf_counter() - started + max(durations) > args.budget_s:
-                results.append(
-                    {"model": model_name, "variant": name, "error": "skipped: time budget"}
-                )
-                continue
-            begin = time.perf_counter()
-            if args.isolate:
-                result = variant_in_child(args, model_name, name, ceilings["bfloat16"])
-            else:
-                try:
-                    result = run_variant(ctx, variant)
-                except Exception as error:  # one failing variant (OOM, compile) must not end it
-                    message = f"{type(error).__name__}: {error}"[:500]
-                    result = {"model": model_name, "variant": name, "error": message}
-                free(device)  # here, not in the except: the traceback holds the failed model
-            result["wall_s"] = round(time.perf_counter() - begin, 1)
-            durations.append(result["wall_s"])
-            results.append(result)
-            if name == "seed-fp16" and troubled(result) and "seed-bf16" not in chosen:
-                queue.insert(0, "seed-bf16")  # the seed's recipe once more, in bf16
-            brief = {
-                k: result.get(k)
-                for k in ("real_tokens_per_s", "seconds_per_step", "mfu", "timed_peak_gib", "error")
-            }
-            print(f"{model_name}/{name}: {brief} ({result['wall_s']} s)", flush=True)
-            (args.out / "train_speed.json").write_text(json.dumps(report, indent=1))
+        if model_name not in contexts:
+            reference_file(args, model_name).unlink(missing_ok=True)
+            contexts[model_name] = model_context(args, model_name, device, ceilings["bfloat16"])
+            print(
+                f"{model_name}: random base in {contexts[model_name]['build_s']:.0f} s", flush=True
+            )
+        ctx = contexts[model_name]
+        begin = time.perf_counter()
+        if args.isolate:
+            result = variant_in_child(args, model_name, name, ceilings["bfloat16"])
+        else:
+            try:
+                result = run_variant(ctx, variants[name])
+            except Exception as error:  # one failing variant (OOM, compile) must not end it
+                message = f"{type(error).__name__}: {error}"[:500]
+                result = {"model": model_name, "variant": name, "error": message}
+            free(device)  # here, not in the except: the traceback holds the failed model
+        result["wall_s"] = round(time.perf_counter() - begin, 1)
+        durations.append(result["wall_s"])
+        results.append(result)
+        if name == "seed-fp16" and troubled(result) and "seed-bf16" not in chosen:
+            queue.insert(0, (model_name, "seed-bf16"))  # the seed's recipe once more, in bf16
+        brief = {
+            k: result.get(k)
+            for k in ("real_tokens_per_s", "seconds_per_step", "mfu", "timed_peak_gib", "error")
+        }
+        print(f"{model_name}/{name}: {brief} ({result['wall_s']} s)", flush=True)
+        (args.out / "train_speed.json").write_text(json.dumps(report, indent=1))
+        if (
+            args.drop_bases
+            and last_use[model_name] < done
+            and not any(m == model_name for m, _ in queue)
+        ):
+            shutil.rmtree(ctx["base_dir"], ignore_errors=True)  # the disk holds ~2 bases at once
     report["wall_s"] = round(time.perf_counter() - started, 1)
     (args.out / "train_speed.json").write_text(json.dumps(report, indent=1))
     table = summarize(results, facts, ceilings)
@@ -916,7 +1066,9 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for train_speed.json/.md")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma list of {list(MODELS)}")
+    parser.add_argument(
+        "--models", default="koalpaca-5.8b,qwen2.5-7b", help=f"comma list of {list(MODELS)}"
+    )
     parser.add_argument(
         "--variants",
         default="",
@@ -935,6 +1087,17 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--profile", action="store_true", help="profile one more step per variant (kernel time)"
+    )
+    parser.add_argument(
+        "--plan",
+        default="",
+        help="model:variant,… in this order, or round3 (ROUND3_PLAN); overrides --models/--variants",
+    )
+    parser.add_argument(
+        "--variant-timeout-s", type=float, default=None, help="stop a variant's process after this"
+    )
+    parser.add_argument(
+        "--drop-bases", action="store_true", help="delete a random base after its last variant"
     )
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, 2 + 2 steps")
     parser.add_argument(
