@@ -198,7 +198,7 @@ def check_fits(cfg: Config, base_dir: Path) -> dict[str, float] | None:
 
 def base_shape(cfg: Config, base_dir: Path) -> ModelShape:
     """The shape of the base actually pinned in `base_dir` (its config.json), else the yaml's."""
-    from kotune.modeling.loading import base_location, read_manifest
+    from kotune.modeling.manifest import base_location, read_manifest
     from kotune.modeling.shapes import shape_of
 
     try:
