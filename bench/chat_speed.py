@@ -7,8 +7,8 @@ chat and for 8 concurrent chats (batched generation), per way of loading the mod
     python bench/chat_speed.py --out DIR --loadings nf4,bf16-merged --new-tokens 128
     python bench/chat_speed.py --smoke --out /tmp/cs      # CPU, tiny shape: the same code path
 
-Loadings, each as kotune's `load_chat_model` does it (load_model, then
-PeftModel.from_pretrained of the adapter, merged when the base is unquantised):
+Loadings, each through kotune.inference.loading (load_model, then attach_adapter: the
+adapter merged when the base is unquantised, as `kotune chat` loads an exported folder):
   int8         bitsandbytes LLM.int8 (the seed's chatbot.py), adapter unmerged
   nf4          4-bit NF4 (kotune's t4 and rtx3060ti chat_quantization), adapter unmerged
   bf16-adapter bf16 base + the adapter unmerged (two matmuls per layer)
@@ -66,8 +66,7 @@ def make_adapter(base_dir: Path, adapter_dir: Path, persona: str, device: str) -
     """A LoRA adapter (B = 0) on every linear layer of the base, saved as peft saves one."""
     import torch
 
-    from kotune.modeling.loading import load_model
-    from kotune.training.qlora import add_lora, find_lora_targets
+    from kotune.inference.loading import add_lora, find_lora_targets, load_model
 
     settings = train_settings(persona)
     model = load_model(
@@ -85,20 +84,14 @@ def make_adapter(base_dir: Path, adapter_dir: Path, persona: str, device: str) -
 
 
 def load_chat(base_dir: Path, adapter_dir: Path, loading: str, device: str) -> Any:
-    """kotune.chat.load_chat_model's steps for a local base and adapter folder."""
-    from peft import PeftModel
-
-    from kotune.modeling.loading import load_model
+    """kotune's loading path (kotune.inference.loading) for a local base and adapter folder."""
+    from kotune.inference.loading import attach_adapter, load_model
 
     quantization = {"int8": "int8", "nf4": "nf4"}.get(loading, "none")
     model = load_model(
         str(base_dir), None, quantization=quantization, compute_dtype="bfloat16", device=device
     )
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
-    if loading == "bf16-merged":
-        model = model.merge_and_unload()
-    model.eval()
-    return model
+    return attach_adapter(model, adapter_dir, merge=loading == "bf16-merged")
 
 
 def time_generation(

@@ -8,7 +8,8 @@ A benchmark, not a test: every variant trains on the same examples, side by side
 
 Per model (random weights of the exact KoAlpaca-Polyglot-5.8B / Qwen2.5-7B-Instruct shapes, saved
 once as bf16 safetensors and loaded in 4-bit NF4 by kotune's `load_model`, i.e. the real
-BitsAndBytesConfig path) and per variant, from a fresh load: `prepare_model_for_kbit_training`,
+BitsAndBytesConfig path) and per variant, from a fresh load: kotune's `prepare_for_lora`
+(peft's `prepare_model_for_kbit_training`, non-reentrant checkpointing as the train stage),
 LoRA on every linear layer (`find_lora_targets`; r, alpha, dropout from conf/config.yaml), then a
 plain loop over optimizer steps with the Trainer's math — autocast in the compute dtype (a
 GradScaler for fp16), the loss of a step = the sum of its token losses ÷ its label tokens
@@ -113,7 +114,7 @@ def profile_variant(
 ) -> Variant:
     """A variant with a conf/gpu profile's settings, batched as kotune's Trainer batches them:
     packed rows in random order (gpu.packing) or length-grouped padding to a multiple of 8;
-    embeddings and head in the compute dtype (training.qlora.keep_vocab_matrices_in).
+    embeddings and head in the compute dtype (inference.loading.keep_vocab_matrices_in).
     `packing` overrides the profile's own choice (None: as the profile says)."""
     gpu = gpu_profile(profile)
     packed = gpu.packing if packing is None else packing
@@ -403,14 +404,12 @@ def computed_tokens(batch: dict[str, Any]) -> int:
 def build_model(
     base_dir: Path, variant: Variant, settings: TrainSettings, device: str, ctx=None
 ) -> Any:
-    """kotune's path: load_model (NF4 or the compute dtype), prepare_model_for_kbit_training when
-    quantized, Liger's kernels where the family has them, LoRA on every linear, compile per block.
-    engine unsloth: Unsloth's FastLanguageModel with the same LoRA settings instead."""
+    """kotune's path (kotune.inference.loading): load_model (NF4 or the compute dtype),
+    prepare_for_lora, Liger's kernels where the family has them, LoRA on every linear layer,
+    compile per block. engine unsloth: Unsloth's FastLanguageModel with the same LoRA settings."""
     import torch
-    from peft import prepare_model_for_kbit_training
 
-    from kotune.modeling.loading import load_model
-    from kotune.training.qlora import add_lora, find_lora_targets, keep_vocab_matrices_in
+    from kotune.inference.loading import add_lora, find_lora_targets, load_model, prepare_for_lora
     from kotune.training.speedups import LIGER_FAMILIES, compile_blocks
 
     dropout = settings.lora_dropout if variant.dropout is None else variant.dropout
@@ -433,15 +432,14 @@ def build_model(
         attention=variant.attention,
         double_quant=True,
     )
-    if variant.quantization == "nf4":
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=variant.gradient_checkpointing
-        )
-        if variant.lean:  # undo the fp32 upcast of the two vocabulary-sized matrices
-            keep_vocab_matrices_in(model, variant.dtype)
-    elif variant.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    # lean: the two vocabulary-sized matrices stay in the compute dtype (kotune's default)
+    model = prepare_for_lora(
+        model,
+        quantized=variant.quantization == "nf4",
+        compute_dtype=variant.dtype,
+        gradient_checkpointing=variant.gradient_checkpointing,
+        lean_vocab=variant.lean,
+    )
     if variant.liger and model.config.model_type in LIGER_FAMILIES and device == "cuda":
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
 

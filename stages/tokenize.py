@@ -15,7 +15,8 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.config import Config, load_config
 from kotune.errors import DataError, run_cli
 from kotune.files import atomic_path, read_jsonl, write_json
-from kotune.modeling.loading import base_location, load_tokenizer, read_manifest
+from kotune.inference.loading import load_tokenizer
+from kotune.modeling.manifest import base_location
 from kotune.prompting import config_prompt_builder
 from kotune.records import training_examples
 from kotune.tokenizing import tokenize_split
@@ -24,7 +25,7 @@ from kotune.tokenizing import tokenize_split
 def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: Path) -> None:
     from datasets import Dataset, DatasetDict
 
-    tokenizer = load_tokenizer(*base_location(base, read_manifest(base)))
+    tokenizer = load_tokenizer(*base_location(base))
     builder = config_prompt_builder(tokenizer, cfg)
     datasets, stats = {}, {}
     for name, path in splits.items():

@@ -37,3 +37,71 @@ def tiny_tokenizer(mencius_records):
     return train_tokenizer(
         corpus_texts(mencius_records) + ["### 질문:", "### 답변:"] * 4, 600, 2, 512
     )
+
+
+def tiny_config(**scratch):
+    """The defaults (mencius, tiny, cpu) with a smaller scratch model and a short warm-up."""
+    from kotune.config import compose, parse_config
+
+    data = compose(["persona=mencius", "model=tiny", "gpu=cpu"], ROOT / "conf")
+    data["model"]["scratch"].update(
+        vocab_size=600,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=256,
+        **scratch,
+    )
+    data["tokenize"]["max_seq_len"] = 256
+    data["base"].update(steps=60, batch_size=8, seq_len=64, warmup_steps=5)
+    data["persona"]["generation"]["max_new_tokens"] = 24
+    return parse_config(data)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
+    """An exported adapter folder (models/adapter) made fast: a tiny scratch base built and
+    warmed up by the base stage's code, a freshly initialised LoRA saved as a checkpoint, then
+    the real export. ~10 s on 2 cores."""
+    import torch
+
+    from kotune.export import export_adapter
+    from kotune.files import write_jsonl
+    from kotune.inference.loading import load_for_training
+    from kotune.modeling.base import build_scratch_base
+
+    cfg = tiny_config()
+    root = tmp_path_factory.mktemp("tiny-adapter")
+    train = root / "train.jsonl"
+    write_jsonl(train, mencius_records)
+    base_dir = root / "models" / "base"
+    build_scratch_base(mencius_records, cfg, base_dir)
+    torch.manual_seed(cfg.train.seed)
+    model, _, targets = load_for_training(cfg, base_dir)
+    checkpoint = root / "models" / "checkpoints" / "checkpoint-1"
+    model.save_pretrained(checkpoint)
+    trainable, total = model.get_nb_trainable_parameters()
+    metrics = {
+        "train": {
+            "lora_targets": ",".join(targets),
+            "trainable_params": trainable,
+            "trainable_percent": round(100 * trainable / total, 4),
+            "grad_accum_steps": cfg.grad_accum_steps,
+            "best_checkpoint": checkpoint.name,
+            "best_eval_loss": None,
+            "global_step": 0,
+            "planned_steps": 0,
+            "stopped_early": False,
+        },
+        "eval": {},
+        "split": {
+            "train_conversations": len(mencius_records),
+            "test_conversations": 0,
+            "train_examples": 0,
+            "test_examples": 0,
+        },
+    }
+    adapter = root / "models" / "adapter"
+    export_adapter(cfg, checkpoint, base_dir, [train], metrics, adapter)
+    return adapter

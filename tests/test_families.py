@@ -256,8 +256,9 @@ class Built:
 def built(request, tmp_path_factory, mencius_records) -> Built:
     """The family's tiny model and tokenizer in a local folder, pinned by the base step and
     loaded back through kotune's loaders."""
+    from kotune.inference.loading import load_tokenizer
     from kotune.modeling.base import corpus_texts, pin_pretrained_base
-    from kotune.modeling.loading import base_location, load_tokenizer, read_manifest
+    from kotune.modeling.manifest import base_location, read_manifest
     from kotune.modeling.shapes import save_random_model
 
     name = request.param
@@ -348,8 +349,8 @@ def test_a_tight_max_seq_len_drops_the_oldest_turn_first(built):
 
 
 def test_lora_targets_are_the_familys_linear_layers(built):
-    from kotune.modeling.loading import base_location, load_model, read_manifest
-    from kotune.training.qlora import find_lora_targets
+    from kotune.inference.loading import find_lora_targets, load_model
+    from kotune.modeling.manifest import base_location, read_manifest
 
     model = load_model(
         *base_location(built.base_dir, read_manifest(built.base_dir)),
@@ -404,11 +405,12 @@ def test_two_qlora_steps_train_on_the_end_of_turn_and_save_a_checkpoint(built, t
 def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
     from datasets import load_from_disk
 
-    from kotune.chat import ChatSession, load_chat_model
+    from kotune.chat import ChatSession
     from kotune.config import GenerationConfig
     from kotune.evaluation import evaluate_adapter
     from kotune.export import export_adapter
     from kotune.files import read_json, read_jsonl
+    from kotune.inference.adapter import load_exported
     from kotune.records import training_examples
 
     root, splits, tokenized, checkpoints, train_metrics, _ = trained
@@ -444,7 +446,8 @@ def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
     }[built.name]
     assert settings["stop_patterns"] == ["\n질문:", "\n사용자 질문:", *markers]
 
-    model, tokenizer, settings = load_chat_model(adapter)
+    loaded = load_exported(adapter)
+    model, tokenizer, settings = loaded.model, loaded.tokenizer, loaded.settings
     assert tokenizer.chat_template == family.chat_template  # exported with the tokenizer
     session = ChatSession(model, tokenizer, settings, GenerationConfig(max_new_tokens=4))
     assert session.builder.end_of_turn_id == built.builder().end_of_turn_id
@@ -468,7 +471,8 @@ def script(model, prompt_ids: list[int], answer_ids: list[int], end_id: int, the
 @pytest.mark.parametrize("built", ["qwen2"], indirect=True)
 def test_generation_stops_at_the_end_of_turn_token(built):
     from kotune.generation import generate_answers, generation_kwargs
-    from kotune.modeling.loading import base_location, load_model, read_manifest
+    from kotune.inference.loading import load_model
+    from kotune.modeling.manifest import base_location, read_manifest
 
     tokenizer = built.tokenizer
     builder = built.builder()

@@ -9,6 +9,7 @@ Sections are kept apart so that work on different parts adds rows in its own pla
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,78 @@ DATA_CASES = [
 COMMAND_CASES: list = []
 
 # --- chat, serve and adapters ----------------------------------------------------------------
-ADAPTER_CASES: list = []
+ADAPTER_SETTINGS = json.dumps(
+    {
+        "persona": "mencius",
+        "base": {"name": "tiny", "family": "gpt_neox", "source": "bundled", "path": "base"},
+        "prompt_format": "koalpaca",
+        "stop_patterns": ["### 질문:"],
+    }
+)
+
+
+def adapter_folder(settings: str = ADAPTER_SETTINGS, **files: bytes) -> dict:
+    """An exported folder's files as the manifest lists them; `files` then replaces or adds
+    bytes after the manifest was written (what a damaged copy looks like)."""
+    listed = {"kotune.json": settings.encode(), "adapter_model.safetensors": b"\x08weights"}
+    manifest = {"files": {k: hashlib.sha256(v).hexdigest() for k, v in listed.items()}}
+    listed.update(files)
+    folder = {f"adapter/{k}": v for k, v in listed.items()}
+    folder["adapter/manifest.json"] = json.dumps(manifest)
+    return folder
+
+
+ADAPTER_CASES = [
+    (
+        "chat-missing-adapter-folder",
+        {},
+        ["chat", "--adapter", "{tmp}/nope"],
+        "nope: no such folder",
+        [],
+    ),
+    (
+        "chat-folder-that-is-not-an-adapter",
+        {"notes/readme.txt": "hello"},
+        ["chat", "--adapter", "{tmp}/notes"],
+        "notes: not a kotune adapter folder (no kotune.json)",
+        [],
+    ),
+    (
+        "chat-truncated-adapter-weights",
+        adapter_folder(**{"adapter_model.safetensors": b"\x08wei"}),
+        ["chat", "--adapter", "{tmp}/adapter"],
+        "adapter/adapter_model.safetensors: sha256 differs from manifest.json",
+        [],
+    ),
+    (
+        "chat-adapter-file-missing",
+        {k: v for k, v in adapter_folder().items() if not k.endswith(".safetensors")},
+        ["chat", "--adapter", "{tmp}/adapter"],
+        "adapter/adapter_model.safetensors: missing (listed in manifest.json)",
+        [],
+    ),
+    (
+        "chat-adapter-without-manifest",
+        {k: v for k, v in adapter_folder().items() if not k.endswith("manifest.json")},
+        ["chat", "--adapter", "{tmp}/adapter"],
+        "adapter: no manifest.json",
+        [],
+    ),
+    (
+        "chat-kotune-json-out-of-range",
+        adapter_folder(ADAPTER_SETTINGS[:-1] + ', "generation": {"temperature": 0}}'),
+        ["chat", "--adapter", "{tmp}/adapter"],
+        "kotune.json: generation.temperature must be > 0, got 0",
+        [],
+    ),
+    (
+        "chat-kotune-json-broken",
+        adapter_folder('{"persona": "mencius",\n'),
+        ["chat", "--adapter", "{tmp}/adapter"],
+        "kotune.json:2: invalid JSON",
+        [],
+    ),
+]
 
 CASES = DATA_CASES + COMMAND_CASES + ADAPTER_CASES
 

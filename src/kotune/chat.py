@@ -6,83 +6,25 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from kotune.config import GenerationConfig
 from kotune.errors import KotuneError
-from kotune.files import read_json
 from kotune.generation import generation_kwargs
-from kotune.prompting import StopFilter, cut_at_stop, prompt_builder
+from kotune.inference.adapter import AdapterSettings, adapter_prompt_builder
+from kotune.prompting import StopFilter, cut_at_stop
 from kotune.tokenizing import fit_prompt
-
-SETTINGS = "kotune.json"
-
-
-def read_settings(adapter_dir: Path) -> dict[str, Any]:
-    if not adapter_dir.is_dir():
-        raise KotuneError(f"{adapter_dir}: no such folder (export one with `dvc repro export`)")
-    if not (adapter_dir / SETTINGS).is_file():
-        raise KotuneError(
-            f"{adapter_dir}: not a kotune adapter folder (no {SETTINGS}); "
-            f"point --adapter at the export stage's models/adapter"
-        )
-    return read_json(adapter_dir / SETTINGS)
-
-
-def base_reference(adapter_dir: Path, settings: dict[str, Any]) -> tuple[str, str | None]:
-    base = settings["base"]
-    if base["source"] == "bundled":
-        return str(adapter_dir / base["path"]), None
-    if base["source"] == "local":
-        return base["path"], None
-    return base["hub_id"], base.get("revision")
-
-
-def load_chat_model(
-    adapter_dir: Path, quantization: str | None = None, device: str | None = None
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Base + adapter from the exported folder alone. Unquantized bases get the adapter merged
-    in (one matmul per layer instead of two)."""
-    settings = read_settings(adapter_dir)  # a wrong folder fails before the heavy imports
-    import torch
-    from peft import PeftModel
-
-    from kotune.modeling.loading import load_model, load_tokenizer
-
-    location, revision = base_reference(adapter_dir, settings)
-    device = device or (
-        "cuda" if settings["device"] == "cuda" and torch.cuda.is_available() else "cpu"
-    )
-    quantization = quantization or settings["chat_quantization"]
-    dtype = settings["compute_dtype"] if device == "cuda" else "float32"
-    tokenizer = load_tokenizer(str(adapter_dir))
-    try:
-        model = load_model(
-            location, revision, quantization=quantization, compute_dtype=dtype, device=device
-        )
-    except OSError as error:
-        raise KotuneError(f"cannot load the base model {location}: {error}") from None
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
-    if quantization == "none":
-        model = model.merge_and_unload()
-    model.eval()
-    return model, tokenizer, settings
 
 
 class ChatSession:
     """One conversation: the history, the prompt that fits, and streamed answers."""
 
-    def __init__(self, model: Any, tokenizer: Any, settings: dict[str, Any], gen: GenerationConfig):
+    def __init__(
+        self, model: Any, tokenizer: Any, settings: AdapterSettings, gen: GenerationConfig
+    ):
         self.model, self.tokenizer, self.settings, self.gen = model, tokenizer, settings, gen
-        self.builder = prompt_builder(
-            tokenizer,
-            settings["prompt_format"],
-            settings.get("end_of_turn"),  # absent from folders exported before chat formats
-            settings["system_prompt"],
-            settings["base"]["name"],
-        )
-        self.stops = settings["stop_patterns"]  # the persona's and the format's, from export
+        self.builder = adapter_prompt_builder(tokenizer, settings)
+        self.stops = settings.stop_patterns  # the persona's and the format's, from export
         self.history: list[dict[str, str]] = []
         self.budget_tokens = model.config.max_position_embeddings - gen.max_new_tokens
 
@@ -139,7 +81,7 @@ def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = s
 
     if interactive:
         write(
-            f"kotune chat — {session.settings['persona']} ({session.settings['base']['name']}). "
+            f"kotune chat — {session.settings.persona} ({session.settings.base.name}). "
             "/reset: new conversation, /exit: quit\n"
         )
     while True:
@@ -164,6 +106,6 @@ def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = s
                 write("(새 대화)\n")
             continue
         if interactive:
-            write(f"{session.settings['persona']}> ")
+            write(f"{session.settings.persona}> ")
         session.reply(question, on_text=write)
         write("\n")

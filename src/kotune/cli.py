@@ -95,11 +95,12 @@ def cmd_mask(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from kotune.chat import ChatSession, load_chat_model, run_chat
-    from kotune.config import GenerationConfig
+    from kotune.chat import ChatSession, run_chat
+    from kotune.inference.adapter import load_exported
 
-    model, tokenizer, settings = load_chat_model(args.adapter, args.quantization, args.device)
-    gen = GenerationConfig(**settings["generation"])
+    loaded = load_exported(args.adapter, args.quantization, args.device)
+    model, tokenizer, settings = loaded.model, loaded.tokenizer, loaded.settings
+    gen = settings.generation
     if args.max_new_tokens:
         gen = replace(gen, max_new_tokens=args.max_new_tokens)
     if args.sample:

@@ -9,31 +9,11 @@ from typing import Any
 
 from kotune.config import Config
 from kotune.generation import generate_answers
-from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
+from kotune.inference.loading import load_trained
 from kotune.prompting import config_prompt_builder
 from kotune.records import training_examples
 from kotune.scoring import score
 from kotune.tokenizing import IGNORE_INDEX, fit_prompt
-
-
-def load_adapted_model(cfg: Config, base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
-    """The base as it was trained (same quantization) with the adapter on top, in eval mode."""
-    from peft import PeftModel
-
-    location, revision = base_location(base_dir, read_manifest(base_dir))
-    tokenizer = load_tokenizer(location, revision)
-    model = load_model(
-        location,
-        revision,
-        quantization=cfg.gpu.quantization,
-        compute_dtype=cfg.gpu.compute_dtype,
-        device=cfg.gpu.device,
-        attention=cfg.gpu.attention,
-        double_quant=cfg.gpu.double_quant,
-    )
-    model = PeftModel.from_pretrained(model, str(adapter_dir))
-    model.eval()
-    return model, tokenizer
 
 
 def token_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], batch_size: int) -> float:
@@ -67,7 +47,7 @@ def evaluate_adapter(
     test_records: list[dict[str, Any]],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics for metrics/eval.json and one prediction row per test example."""
-    model, tokenizer = load_adapted_model(cfg, base_dir, adapter_dir)
+    model, tokenizer = load_trained(cfg, base_dir, adapter_dir)
     loss = token_loss(model, tokenizer, test_rows, cfg.evaluate.batch_size)
 
     builder = config_prompt_builder(tokenizer, cfg)

@@ -14,13 +14,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kotune.config import Config, to_dict
+from kotune.config import Config
 from kotune.files import sha256_tree
-from kotune.modeling.loading import MANIFEST, base_location, load_tokenizer, read_manifest
-from kotune.prompting import PromptBuilder, config_prompt_builder
-
-SETTINGS = "kotune.json"
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+from kotune.inference.adapter import (
+    ADAPTER_FILES,
+    BUNDLED_BASE,
+    AdapterSettings,
+    export_settings,
+    write_settings,
+)
+from kotune.inference.loading import load_tokenizer
+from kotune.modeling.manifest import MANIFEST, base_location, read_manifest
+from kotune.prompting import config_prompt_builder
 
 
 def git_commit() -> str | None:
@@ -33,47 +38,17 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def chat_settings(
-    cfg: Config, base_manifest: dict[str, Any], builder: PromptBuilder
-) -> dict[str, Any]:
-    """Everything chat needs besides the weights: what kotune.json holds."""
-    if base_manifest["source"] == "scratch":
-        base = {"source": "bundled", "path": "base"}
-    elif base_manifest["source"] == "local":
-        base = {"source": "local", "path": base_manifest["path"]}
-    else:
-        base = {
-            "source": "hub",
-            "hub_id": base_manifest["hub_id"],
-            "revision": base_manifest["revision"],
-        }
-    return {
-        "persona": cfg.persona.name,
-        "base": {**base, "name": cfg.model.name, "family": cfg.model.family},
-        "prompt_format": builder.fmt.name,
-        "end_of_turn": cfg.model.end_of_turn,  # null: the tokenizer's eos
-        "system_prompt": cfg.persona.system_prompt,
-        "stop_patterns": builder.stop_patterns(cfg.persona.stop_patterns),
-        "generation": to_dict(cfg.persona.generation),
-        "chat_quantization": cfg.gpu.chat_quantization,
-        "compute_dtype": cfg.gpu.compute_dtype,
-        "device": cfg.gpu.device,
-    }
-
-
-def model_card(cfg: Config, settings: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> str:
+def model_card(cfg: Config, settings: AdapterSettings, metrics: dict[str, dict[str, Any]]) -> str:
     train, evaluation, split = metrics["train"], metrics["eval"], metrics["split"]
-    base = settings["base"]
+    base = settings.base
     base_line = (
-        f"`{base['hub_id']}` at revision `{base['revision']}`"
-        if base["source"] == "hub"
-        else f"`{base['name']}` ({base['source']}, `{base['path']}`)"
+        f"`{base.hub_id}` at revision `{base.revision}`"
+        if base.source == "hub"
+        else f"`{base.name}` ({base.source}, `{base.path}`)"
     )
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(evaluation.items()))
     lora = cfg.train.lora
-    end_of_turn = (
-        f" (answers end with `{settings['end_of_turn']}`)" if settings["end_of_turn"] else ""
-    )
+    end_of_turn = f" (answers end with `{settings.end_of_turn}`)" if settings.end_of_turn else ""
     return f"""# kotune adapter: {cfg.persona.name}
 
 A LoRA adapter that makes {base_line} answer as the `{cfg.persona.name}` persona.
@@ -112,7 +87,7 @@ ROUGE and BLEU on Kiwi morphemes, chrF on characters, all 0–100.
 
 ## Prompt
 
-Format `{settings["prompt_format"]}`{end_of_turn}; generation stops at {", ".join(repr(s) for s in settings["stop_patterns"])}.
+Format `{settings.prompt_format}`{end_of_turn}; generation stops at {", ".join(repr(s) for s in settings.stop_patterns)}.
 """
 
 
@@ -132,7 +107,7 @@ def export_adapter(
     tokenizer = load_tokenizer(*base_location(base_dir, base_manifest))
     builder = config_prompt_builder(tokenizer, cfg)
     if base_manifest["source"] == "scratch":
-        shutil.copytree(base_dir, out_dir / "base")
+        shutil.copytree(base_dir, out_dir / BUNDLED_BASE)
         tokenizer_files = [
             p for p in base_dir.glob("*") if p.name.startswith(("tokenizer", "special_tokens"))
         ]
@@ -140,10 +115,8 @@ def export_adapter(
             shutil.copy2(path, out_dir / path.name)
     else:  # hub/local: models/base holds only the manifest; the tokenizer's files vary by model
         tokenizer.save_pretrained(out_dir)
-    settings = chat_settings(cfg, base_manifest, builder)
-    (out_dir / SETTINGS).write_text(
-        json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    settings = export_settings(cfg, base_manifest, builder.stop_patterns(cfg.persona.stop_patterns))
+    write_settings(out_dir, settings)
     (out_dir / "README.md").write_text(model_card(cfg, settings, metrics), encoding="utf-8")
     manifest = {
         "files": sha256_tree(out_dir),

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from kotune.errors import KotuneError
+from kotune.inference.loading import find_lora_targets
 from kotune.training.checkpoints import (
     last_checkpoint,
     prepare_checkpoints_dir,
@@ -20,7 +21,6 @@ from kotune.training.checkpoints import (
     train_loss_figures,
     trim_curves,
 )
-from kotune.training.qlora import find_lora_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 # the train stage's arguments, as dvc.yaml gives them
@@ -79,7 +79,7 @@ def tiny_model(family, path):
 
 def nf4_tiny_model(family, path, compute_dtype="float32"):
     """The family's tiny model saved to `path` and loaded back in 4-bit NF4 by kotune, on CPU."""
-    from kotune.modeling.loading import load_model
+    from kotune.inference.loading import load_model
 
     return load_model(
         str(tiny_model(family, path)),
@@ -106,7 +106,7 @@ def test_vocabulary_matrices_stay_in_the_compute_dtype(family, tmp_path):
     measured 3-5x on an H100), and keeps the norms in fp32."""
     from peft import prepare_model_for_kbit_training
 
-    from kotune.training.qlora import keep_vocab_matrices_in
+    from kotune.inference.loading import keep_vocab_matrices_in
 
     model = nf4_tiny_model(family, tmp_path, "bfloat16")
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -1,1 +1,1 @@
-"""Model building and loading (torch, transformers and bitsandbytes are imported only here)."""
+"""Model building and the base manifest (torch, transformers and bitsandbytes only inside functions)."""

@@ -9,7 +9,7 @@ from typing import Any
 from kotune.config import Config, to_dict
 from kotune.errors import KotuneError
 from kotune.files import digest_of, sha256_tree, write_json
-from kotune.modeling.loading import MANIFEST
+from kotune.modeling.manifest import MANIFEST
 from kotune.prompting import get_format
 
 

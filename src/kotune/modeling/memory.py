@@ -109,7 +109,7 @@ def estimate_training_memory(
     params = parameter_count(family, shape)
     dtype_bytes = _element_bytes(gpu.compute_dtype)
     fsdp = gpu.distributed == "fsdp"
-    # FSDP stores every weight in one float type (modeling.loading.quant_storage_dtype): fp32
+    # FSDP stores every weight in one float type (inference.loading.storage_dtype): fp32
     # under fp16 mixed precision, else the compute dtype; no fp32 upcast of the norms
     stored_bytes = 4 if fsdp and gpu.compute_dtype == "float16" else dtype_bytes
     if gpu.quantization == "nf4":
@@ -212,7 +212,7 @@ def check_fits(cfg: Config, base_dir: Path) -> dict[str, float] | None:
 
 def base_shape(cfg: Config, base_dir: Path) -> ModelShape:
     """The shape of the base actually pinned in `base_dir` (its config.json), else the yaml's."""
-    from kotune.modeling.loading import base_location, read_manifest
+    from kotune.modeling.manifest import base_location, read_manifest
     from kotune.modeling.shapes import shape_of
 
     try:

@@ -127,8 +127,6 @@ def save_random_model(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from kotune.modeling.loading import torch_dtype
-
     torch.manual_seed(seed)
     config = hf_config(family, shape, **token_ids)
     with torch.device(device):
@@ -136,3 +134,10 @@ def save_random_model(
     out = Path(out_dir)
     model.save_pretrained(out)
     return out
+
+
+def torch_dtype(name: str) -> Any:
+    """torch's dtype for a config's name of it (float32, bfloat16, float16)."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]

@@ -14,7 +14,7 @@ from typing import Any
 
 from kotune.config import Config, to_dict
 from kotune.files import digest_of, sha256_tree
-from kotune.modeling.loading import read_manifest
+from kotune.modeling.manifest import read_manifest
 
 FINGERPRINT = "fingerprint.json"
 TRAINER_STATE = "trainer_state.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kotune.config import Config
-from kotune.modeling.loading import base_location, load_model, load_tokenizer, read_manifest
+from kotune.inference.loading import load_for_training
 from kotune.modeling.memory import check_fits, peak_memory
 from kotune.training.checkpoints import (
     TRAINER_STATE,
@@ -29,49 +29,6 @@ from kotune.training.checkpoints import (
     whole_adapter_writer,
 )
 from kotune.training.speedups import compile_blocks, compile_when_it_pays, liger_applies
-
-
-def find_lora_targets(model: Any) -> list[str]:
-    """Names of every linear layer but the output head, e.g. GPT-NeoX: dense, dense_4h_to_h,
-    dense_h_to_4h, query_key_value; Llama/Qwen2: q/k/v/o_proj, gate/up/down_proj."""
-    import torch
-
-    head = model.get_output_embeddings()
-    names = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not head and name
-    }
-    return sorted(names)
-
-
-def add_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str]) -> Any:
-    """The base wrapped by peft with LoRA adapters on `targets` (the base stays frozen)."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
-    )
-    return get_peft_model(model, config)
-
-
-def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:
-    """Undo peft's fp32 upcast of the frozen input embeddings and LM head.
-
-    `prepare_model_for_kbit_training` turns every 16-bit weight that is not 4-bit into fp32. For
-    the two vocabulary-sized matrices that costs memory: measured on an H100 (bench/train_speed.py,
-    h100-fp32emb vs h100-padded, each in its own process) 0.7 GiB less allocated on the
-    KoAlpaca-5.8B shape at 1.04× the speed. Qwen2.5-7B's are 1.09 B weights: in fp16 its worst t4
-    step measured 13.4 GiB with the CUDA context, under the T4's 15; fp32 would add ~2 GiB
-    (an estimate). Layer norms stay fp32.
-    On the CPU profile (float32 compute) this changes nothing.
-    """
-    from kotune.modeling.loading import torch_dtype
-
-    dtype = torch_dtype(compute_dtype)
-    for matrix in (model.get_input_embeddings(), model.get_output_embeddings()):
-        if matrix is not None:
-            matrix.to(dtype)
 
 
 def data_collator(packing: bool, tokenizer: Any) -> Any:
@@ -158,7 +115,6 @@ def train_adapter(
     """
     import torch
     from datasets import load_from_disk
-    from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_callback import TrainerState
 
@@ -166,35 +122,7 @@ def train_adapter(
     args = training_arguments(cfg, checkpoints_dir)  # under torchrun: joins the process group
     main = args.process_index == 0
     set_seed(cfg.train.seed)
-    location, revision = base_location(base_dir, read_manifest(base_dir))
-    tokenizer = load_tokenizer(location, revision)
-    model = load_model(
-        location,
-        revision,
-        quantization=cfg.gpu.quantization,
-        compute_dtype=cfg.gpu.compute_dtype,
-        device=cfg.gpu.device,
-        attention=cfg.gpu.attention,
-        double_quant=cfg.gpu.double_quant,
-    )
-    # non-reentrant recomputation: what DDP needs (the reentrant kind can mark a gradient ready
-    # twice), and torch warns when it is not chosen explicitly
-    checkpointing = {"use_reentrant": False}
-    if cfg.gpu.quantization != "none":
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=cfg.gpu.gradient_checkpointing,
-            gradient_checkpointing_kwargs=checkpointing,
-        )
-        keep_vocab_matrices_in(model, cfg.gpu.compute_dtype)
-    elif cfg.gpu.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
-        model.enable_input_require_grads()
-    targets = cfg.model.lora_targets
-    if targets == ["auto"]:
-        targets = find_lora_targets(model)
-    lora = cfg.train.lora
-    model = add_lora(model, lora.r, lora.alpha, lora.dropout, targets)
+    model, tokenizer, targets = load_for_training(cfg, base_dir)
     trainable, total = model.get_nb_trainable_parameters()
     if cfg.gpu.compile is True:
         compile_blocks(model)

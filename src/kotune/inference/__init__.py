@@ -1,0 +1,1 @@
+"""Inference: the exported adapter's settings, the one model-loading path, the engine."""
