@@ -174,14 +174,29 @@ def whole_adapter_writer(trainer: Any) -> Any:
 
     class WholeAdapter(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
+            from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             accelerator = trainer.accelerator
-            weights = accelerator.get_state_dict(trainer.model)  # collective: every rank
+            # gathered layer by layer onto rank 0 (into host memory from a GPU: accelerate's
+            # get_state_dict; on the CPU that offload frees the weights it reads, so not there)
+            whole = FullStateDictConfig(
+                offload_to_cpu=accelerator.device.type != "cpu", rank0_only=True
+            )
+            with FSDP.state_dict_type(trainer.model, StateDictType.FULL_STATE_DICT, whole):
+                weights = trainer.model.state_dict()  # collective: every rank
+            best = f"{args.output_dir}/checkpoint-{state.best_global_step}"
+            if state.best_global_step and state.best_model_checkpoint != best:
+                # transformers looks for the best step's folder before its FSDP shards are
+                # written, so at a new best it keeps the previous one: name the right one
+                state.best_model_checkpoint = best
+                if accelerator.is_main_process:
+                    state.save_to_json(str(folder / TRAINER_STATE))
             if accelerator.is_main_process:
                 partial = folder.with_name(folder.name + ".adapter")
                 shutil.rmtree(partial, ignore_errors=True)
-                model = accelerator.unwrap_model(trainer.model)
-                model.save_pretrained(partial, state_dict=weights, safe_serialization=True)
+                save_adapter(accelerator.unwrap_model(trainer.model), weights, partial)
                 files = sorted(partial.iterdir(), key=lambda p: p.name == ADAPTER_WEIGHTS)
                 for file in files:  # the weights last: their presence marks the save complete
                     file.replace(folder / file.name)
@@ -189,3 +204,69 @@ def whole_adapter_writer(trainer: Any) -> Any:
             accelerator.wait_for_everyone()
 
     return WholeAdapter()
+
+
+def save_adapter(
+    model: Any, weights: dict[str, Any], folder: Path, adapter: str = "default"
+) -> None:
+    """An adapter folder as peft's `save_pretrained` writes it (adapter_config.json and the LoRA
+    weights under their names without the adapter's), from a full state dict gathered by FSDP.
+    peft's own filter looks the LoRA modules up by their names in the live model, which FSDP has
+    wrapped, and finds none of them in the gathered dict."""
+    from safetensors.torch import save_file
+
+    marker = f".{adapter}."
+    lora = {
+        name.replace(marker, "."): tensor.contiguous()
+        for name, tensor in weights.items()
+        if ".lora_" in name and marker in name
+    }
+    if not lora:
+        raise RuntimeError("no LoRA weights in the gathered state dict")
+    folder.mkdir(parents=True)
+    model.peft_config[adapter].save_pretrained(folder)
+    save_file(lora, folder / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+
+
+def restore_whole_adapter(model: Any, checkpoint: Path) -> None:
+    """Load a checkpoint's whole adapter into the (not yet sharded) peft model. Under FSDP the
+    Trainer's own resume restores the optimizer from the shards but not the LoRA weights
+    (accelerate 1.15 finds none of the wrapped LoRA parameters in them and skips each): without
+    this a resumed run would go on from freshly initialised adapters."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    result = set_peft_model_state_dict(model, load_file(checkpoint / ADAPTER_WEIGHTS))
+    if getattr(result, "unexpected_keys", None):
+        raise RuntimeError(
+            f"{checkpoint / ADAPTER_WEIGHTS}: unexpected {result.unexpected_keys[:3]}"
+        )
+
+
+def eager_adamw(args: Any) -> tuple[type, dict[str, Any]]:
+    """The Trainer's AdamW (`optim: adamw_torch`) with its moments created up front, for FSDP.
+
+    accelerate 1.15 resumes a sharded optimizer by reading the checkpoint into a template made
+    from the optimizer's current state; torch's AdamW creates its state at the first step, so at
+    resume time the template is empty and nothing is read (the moments would restart from zero).
+    Zero moments and step 0 are exactly what the first step would create, so a fresh run is
+    unchanged."""
+    import torch
+    from transformers import Trainer
+
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    if cls is not torch.optim.AdamW:
+        raise RuntimeError(f"FSDP checkpoints need gpu.optimizer adamw_torch, not {args.optim}")
+
+    class EagerAdamW(torch.optim.AdamW):
+        def __init__(self, params: Any, **options: Any) -> None:
+            super().__init__(params, **options)
+            for group in self.param_groups:
+                for param in group["params"]:
+                    self.state[param] = {
+                        "step": torch.tensor(0.0, dtype=torch.float32),
+                        "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                        "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
+                    }
+
+    return EagerAdamW, kwargs

@@ -6,6 +6,7 @@ QLoRA is LoRA plus one switch: `gpu.quantization: nf4` loads the frozen base in 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -17,10 +18,12 @@ from kotune.modeling.memory import check_fits, peak_memory
 from kotune.training.checkpoints import (
     TRAINER_STATE,
     checkpoint_step,
+    eager_adamw,
     last_checkpoint,
     live_callback,
     log_at_checkpoints,
     prepare_checkpoints_dir,
+    restore_whole_adapter,
     resumable_checkpoint,
     run_fingerprint,
     run_finished,
@@ -156,6 +159,10 @@ def train_adapter(
     if cfg.gpu.compile == "auto":
         compiler = compile_when_it_pays(model, cfg.gpu.compile_warmup_s)
         callbacks.append(compiler)
+    if resume_from is not None and cfg.gpu.distributed == "fsdp":
+        restore_whole_adapter(model, resume_from)
+    if cfg.gpu.distributed == "fsdp":  # its shards hold no LoRA weights: a warning for each
+        logging.getLogger("torch.distributed.fsdp._state_dict_utils").setLevel(logging.ERROR)
     trainer = Trainer(
         model=model,
         args=args,
@@ -163,6 +170,7 @@ def train_adapter(
         eval_dataset=eval_set,
         data_collator=data_collator(cfg.gpu.packing, tokenizer),
         callbacks=callbacks,
+        optimizer_cls_and_kwargs=eager_adamw(args) if cfg.gpu.distributed == "fsdp" else None,
     )
     if cfg.gpu.distributed == "fsdp":
         trainer.add_callback(whole_adapter_writer(trainer))
