@@ -1,0 +1,83 @@
+"""The speed settings of a GPU profile on the real Trainer path: torch.compile per decoder block
+(on, or `auto` once the run pays for it) runs on the CPU; Liger and flex_attention need CUDA, so
+here their plumbing is checked and the GPU runs are marked `gpu`."""
+
+import pytest
+import torch
+from test_qlora import ROOT, tiny_project, train
+
+from kotune.config import compose, parse_config
+from kotune.training.qlora import training_arguments
+from kotune.training.speedups import COMPILE_SPEEDUP, compiling_pays, liger_applies
+
+BUDGET = [
+    "train.max_steps=6",
+    "train.eval_steps=3",
+    "train.logging_steps=1",
+    "train.lr=0.01",
+    "train.warmup_ratio=0.0",
+    "train.lora.dropout=0.0",
+]
+
+
+@pytest.mark.parametrize(
+    "step_seconds, remaining, warmup, pays",
+    [
+        (0.25, 100, 30, False),  # saves 100 × 0.25 × 0.2 = 5 s < 30 s (the Mencius run on an H200)
+        (0.25, 1000, 30, True),  # 50 s > 30 s
+        (1.0, 0, 0, False),  # nothing left to save
+        (0.01, 10, 0, True),  # free compilation pays at once
+    ],
+)
+def test_compile_pays_when_the_remaining_steps_save_more_than_it_costs(
+    step_seconds, remaining, warmup, pays
+):
+    assert COMPILE_SPEEDUP == 1.25
+    assert compiling_pays(step_seconds, remaining, warmup) is pays
+
+
+@pytest.mark.parametrize(
+    "model, gpu, applies",
+    [
+        ("qwen2.5-7b-instruct", "h200-141gb", True),
+        ("bllossom-8b", "h200-141gb", True),
+        ("koalpaca-polyglot-5.8b", "h200-141gb", False),  # Liger has no GPT-NeoX kernels
+        ("qwen2.5-7b-instruct", "t4", False),  # off in the profile
+    ],
+)
+def test_liger_reaches_the_trainer_for_the_families_it_has_kernels_for(model, gpu, applies):
+    """The Trainer applies Liger itself (`use_liger_kernel`). transformers refuses a CUDA
+    profile's bf16 arguments on a machine without CUDA, so they are built here for the CPU."""
+    import dataclasses
+
+    cfg = parse_config(compose([f"model={model}", f"gpu={gpu}"], ROOT / "conf"))
+    assert liger_applies(cfg.gpu, cfg.model.family) is applies
+    on_cpu = dataclasses.replace(cfg.gpu, device="cpu", compute_dtype="float32")
+    args = training_arguments(dataclasses.replace(cfg, gpu=on_cpu), ROOT / "unused")
+    assert args.use_liger_kernel is (applies and torch.cuda.is_available())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compile_setting, at_step", [("true", 0), ("auto", 3)])
+def test_compiled_blocks_train_like_eager_ones(tmp_path, tiny_tokenizer, compile_setting, at_step):
+    """gpu.compile true compiles before the first step; auto with a free warm-up (0 s) after
+    timing this session's 2nd and 3rd steps. Same losses as eager up to kernel rounding."""
+    eager = train(tiny_project(tmp_path / "eager", tiny_tokenizer, BUDGET))
+    torch._dynamo.reset()
+    overrides = [*BUDGET, f"gpu.compile={compile_setting}", "gpu.compile_warmup_s=0"]
+    compiled = train(tiny_project(tmp_path / "compiled", tiny_tokenizer, overrides))
+    torch._dynamo.reset()
+    assert eager["compiled_at_step"] is None and compiled["compiled_at_step"] == at_step
+    for key in ("best_eval_loss", "mean_train_loss", "final_train_loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("attention", ["sdpa", "flex_attention"])
+def test_liger_and_flex_attention_train_on_a_gpu(tmp_path, tiny_tokenizer, attention):
+    """On a CUDA machine: Liger on a tiny Llama-family model is not applicable to the tiny
+    GPT-NeoX, so this runs the GPT-NeoX with packing through flex_attention and sdpa alike."""
+    overrides = [*BUDGET, "gpu=h200-141gb", "gpu.packing=true", f"gpu.attention={attention}"]
+    metrics = train(tiny_project(tmp_path, tiny_tokenizer, overrides))
+    assert metrics["global_step"] == 6 and metrics["best_eval_loss"] is not None
