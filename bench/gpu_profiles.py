@@ -54,6 +54,60 @@ CASES = {
         ["train.max_steps=12", "train.eval_steps=12"],
         True,
     ),
+    # issue 16: the h200-141gb profile through the Trainer, against train_speed.py's loop on
+    # the same shape (steady tok/s after 3 warm-up steps): as shipped (compile auto: a 15-step
+    # run does not pay for compilation, so eager, like train_speed's h200-eager), and compiled
+    "koalpaca5.8b-h200": (
+        "koalpaca-polyglot-5.8b",
+        "h200-141gb",
+        ["train.max_steps=15", "train.eval_steps=15"],
+        True,
+    ),
+    "koalpaca5.8b-h200-compiled": (
+        "koalpaca-polyglot-5.8b",
+        "h200-141gb",
+        ["train.max_steps=15", "train.eval_steps=15", "gpu.compile=true"],
+        True,
+    ),
+    # issue 17, on two GPUs (nvidia-h200-x2): t4x2 (DDP) and FSDP-QLoRA, 5.8B and 12.8B
+    "koalpaca5.8b-t4x2": (
+        "koalpaca-polyglot-5.8b",
+        "t4x2",
+        ["train.max_steps=15", "train.eval_steps=15"],
+        True,
+    ),
+    "koalpaca5.8b-h200x2-fsdp": (
+        "koalpaca-polyglot-5.8b",
+        "h200x2-fsdp",
+        ["train.max_steps=15", "train.eval_steps=15"],
+        True,
+    ),
+    "koalpaca12.8b-h200x2-fsdp": (
+        "koalpaca-polyglot-12.8b",
+        "h200x2-fsdp",
+        ["train.max_steps=15", "train.eval_steps=15"],
+        True,
+    ),
+    # the same settings on one card (4 × accumulation 2): the loss curve and per-card peak
+    # the two-card runs are compared with
+    "koalpaca5.8b-h200x2-fsdp-1card": (
+        "koalpaca-polyglot-5.8b",
+        "h200x2-fsdp",
+        ["train.max_steps=15", "train.eval_steps=15", "gpu.num_processes=1", "gpu.distributed=ddp"],
+        True,
+    ),
+    "koalpaca12.8b-h200x2-fsdp-1card": (
+        "koalpaca-polyglot-12.8b",
+        "h200x2-fsdp",
+        ["train.max_steps=15", "train.eval_steps=15", "gpu.num_processes=1", "gpu.distributed=ddp"],
+        True,
+    ),
+    "koalpaca5.8b-t4x2-1card": (
+        "koalpaca-polyglot-5.8b",
+        "t4x2",
+        ["train.max_steps=15", "train.eval_steps=15", "gpu.num_processes=1"],
+        True,
+    ),
 }
 
 
@@ -115,7 +169,10 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
     work = scratch / case
     shutil.rmtree(work, ignore_errors=True)
     (work / "data").mkdir(parents=True)
-    shutil.copytree(ROOT / "data" / "processed", work / "data" / "processed")
+    processed = ROOT / "data" / "processed"
+    if not (processed / "train.jsonl").is_file():  # the GPU machine has no DVC outputs: carried
+        processed = ROOT / ".carry" / "processed"
+    shutil.copytree(processed, work / "data" / "processed", ignore=shutil.ignore_patterns(".*"))
     params = yaml.safe_load((PARAMS / f"{case}.yaml").read_text())
     seconds: dict[str, float] = {}
     with open(out / f"{case}.log", "w") as log:
@@ -154,9 +211,9 @@ def table(results: list[dict]) -> str:
 
     lines = [
         f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}",
-        "| case | profile | micro×accum | steps | s/step | real tok/s | peak alloc GiB | "
-        "peak reserved GiB | estimate GiB | best eval_loss |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | profile | micro×accum | steps | s/step | real tok/s | steady tok/s | steady "
+        "s/step | compiled at | peak alloc GiB | peak reserved GiB | estimate GiB | best eval_loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         t = r["train"]
@@ -164,7 +221,9 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['case']} | {r['gpu_profile']} | {r.get('micro_batch_size', '?')}×"
             f"{t['grad_accum_steps']} | {t['global_step']} | {step:.3f} | "
-            f"{t.get('train_tokens_per_second')} | {t.get('peak_allocated_gib')} | "
+            f"{t.get('train_tokens_per_second')} | {t.get('steady_tokens_per_second')} | "
+            f"{t.get('steady_seconds_per_step')} | {t.get('compiled_at_step')} | "
+            f"{t.get('peak_allocated_gib')} | "
             f"{t.get('peak_reserved_gib')} | {t.get('estimated_memory_gib')} | "
             f"{t['best_eval_loss']}{' (random)' if r['random_weights'] else ''} |"
         )

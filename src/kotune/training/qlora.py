@@ -31,7 +31,12 @@ from kotune.training.checkpoints import (
     trim_curves,
     whole_adapter_writer,
 )
-from kotune.training.speedups import compile_blocks, compile_when_it_pays, liger_applies
+from kotune.training.speedups import (
+    compile_blocks,
+    compile_when_it_pays,
+    liger_applies,
+    step_timer,
+)
 
 
 def data_collator(packing: bool, tokenizer: Any) -> Any:
@@ -155,6 +160,8 @@ def train_adapter(
     ]
     if main:
         callbacks.append(live_callback(live_dir, resume=resume_from is not None))
+    timer = step_timer()
+    callbacks.append(timer)
     compiler = None
     if cfg.gpu.compile == "auto":
         compiler = compile_when_it_pays(model, cfg.gpu.compile_warmup_s)
@@ -217,6 +224,7 @@ def train_adapter(
         if cfg.gpu.compile is True
         else compiler and compiler.compiled_at_step,
         "liger": liger_applies(cfg.gpu, cfg.model.family),
+        **timer.figures(),  # steps alone, after warm-up: what bench/train_speed.py measures
         "runtime_seconds": round(seconds, 2),
         "resumed_from_step": resumed_step,
         "session_steps": session_steps,

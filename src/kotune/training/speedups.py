@@ -73,3 +73,38 @@ def compile_when_it_pays(model: Any, warmup_seconds: float) -> Any:
                     self.compiled_at_step = state.global_step
 
     return CompileWhenItPays()
+
+
+def step_timer(skip_steps: int = 3) -> Any:
+    """A callback timing training steps alone, as bench/train_speed.py times its loop: from each
+    optimizer step's begin to its end (no evaluation, checkpointing or logging in between),
+    after this session's first `skip_steps` (CUDA, allocator and compile warm-up).
+    `figures()`: steady tokens/s (non-padding input tokens, all processes) and seconds/step."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.session_steps, self.seconds, self.tokens = 0, 0.0, 0
+            self.started, self.seen = 0.0, None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            elapsed = time.perf_counter() - self.started
+            self.session_steps += 1
+            if self.session_steps > skip_steps and self.seen is not None:
+                self.seconds += elapsed
+                self.tokens += state.num_input_tokens_seen - self.seen
+            self.seen = state.num_input_tokens_seen
+
+        def figures(self) -> dict[str, float | None]:
+            timed = self.session_steps - skip_steps
+            if timed <= 0 or self.seconds == 0:
+                return {"steady_tokens_per_second": None, "steady_seconds_per_step": None}
+            return {
+                "steady_tokens_per_second": round(self.tokens / self.seconds, 1),
+                "steady_seconds_per_step": round(self.seconds / timed, 4),
+            }
+
+    return StepTimer()
