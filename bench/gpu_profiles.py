@@ -193,6 +193,11 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
         seconds["tokenize"] = stage(work, log, "tokenize")
         seconds["train"] = stage(work, log, "train")
     train = json.loads((work / "metrics" / "train.json").read_text())
+    # the per-step train loss (DVCLive's curve): two-GPU runs are compared with one card's
+    curve = work / "metrics" / "train_live" / "plots" / "metrics" / "train" / "loss.tsv"
+    rows = (
+        [line.split("\t") for line in curve.read_text().splitlines()[1:]] if curve.is_file() else []
+    )
     result = {
         "case": case,
         "micro_batch_size": params["gpu"]["micro_batch_size"],
@@ -201,6 +206,7 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
         "random_weights": random,
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "train": train,
+        "train_loss_by_step": {int(step): float(loss) for step, loss in rows} if rows else {},
     }
     (out / f"{case}.json").write_text(json.dumps(result, indent=2))
     return result
@@ -253,9 +259,8 @@ def main() -> None:
         except RuntimeError as error:
             print(f"{case}: {error}", flush=True)
             print((args.out / f"{case}.log").read_text()[-4000:], flush=True)
-    summary = table(results)
-    (args.out / "summary.md").write_text(summary + "\n")
-    print(summary)
+        (args.out / "summary.md").write_text(table(results) + "\n")  # a cut-off run keeps it
+    print(table(results))
 
 
 if __name__ == "__main__":
