@@ -195,9 +195,9 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
     train = json.loads((work / "metrics" / "train.json").read_text())
     # the per-step train loss (DVCLive's curve): two-GPU runs are compared with one card's
     curve = work / "metrics" / "train_live" / "plots" / "metrics" / "train" / "loss.tsv"
-    rows = (
-        [line.split("\t") for line in curve.read_text().splitlines()[1:]] if curve.is_file() else []
-    )
+    lines = curve.read_text().splitlines() if curve.is_file() else []
+    columns = lines[0].split("\t") if lines else []
+    rows = [dict(zip(columns, line.split("\t"))) for line in lines[1:]]
     result = {
         "case": case,
         "micro_batch_size": params["gpu"]["micro_batch_size"],
@@ -206,7 +206,7 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
         "random_weights": random,
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "train": train,
-        "train_loss_by_step": {int(step): float(loss) for step, loss in rows} if rows else {},
+        "train_loss_by_step": {int(row["step"]): float(row["loss"]) for row in rows},
     }
     (out / f"{case}.json").write_text(json.dumps(result, indent=2))
     return result
