@@ -185,5 +185,8 @@ def test_statements_come_in_order_with_the_latest_last(kiwi, sentence, expected)
 
 def test_prompt_line_groups_by_polarity():
     prefs = [("오이", D), ("매운 것", L), ("땅콩", C), ("떡볶이", L)]
-    assert preference_prompt(prefs) == "사용자 선호: 좋아함 — 매운 것, 떡볶이; 싫어함 — 오이; 못 먹음 — 땅콩"
+    assert (
+        preference_prompt(prefs)
+        == "사용자 선호: 좋아함 — 매운 것, 떡볶이; 싫어함 — 오이; 못 먹음 — 땅콩"
+    )
     assert preference_prompt([]) == ""

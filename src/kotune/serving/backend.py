@@ -56,8 +56,28 @@ class ChatBackend(Protocol):
 class OpenAIBackend:
     """A client of an OpenAI-compatible `/v1/chat/completions` (the official `openai` client)."""
 
-    def __init__(self, client: Any, model_id: str, persona: Persona):
-        self.client, self.model_id, self.persona = client, model_id, persona
+    def __init__(
+        self, base_url: str, api_key: str | None, model_id: str, persona: Persona, timeout_s: float
+    ):
+        self.base_url, self.model_id, self.persona = base_url, model_id, persona
+        # vLLM and kotune serve without --api-key accept any key; the client insists on one
+        self._api_key, self._timeout_s = api_key or "EMPTY", timeout_s
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """Made on first use, inside the event loop that serves requests (an httpx pool is
+        bound to the loop it first runs in)."""
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key,
+                timeout=self._timeout_s,
+                max_retries=1,
+            )
+        return self._client
 
     @classmethod
     async def connect(
@@ -68,25 +88,24 @@ class OpenAIBackend:
         model: str | None = None,
         timeout_s: float = 120.0,
     ) -> OpenAIBackend:
-        """A client for `base_url` (ending in /v1). Without `model`, the server's first listed
-        model is used; an unreachable server or an empty list is a BackendError."""
+        """A backend for `base_url` (ending in /v1), checked by listing its models; without
+        `model`, the first one listed is used. Unreachable or empty: a BackendError."""
         import openai
 
-        # vLLM and kotune serve without --api-key accept any key; the client insists on one
-        client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=1
-        )
-        if model is None:
-            try:
-                listed = [m.id async for m in client.models.list()]
-            except openai.OpenAIError as error:
-                await client.close()
-                raise BackendError(f"--backend-url {base_url}: {_describe(error)}") from None
-            if not listed:
-                await client.close()
-                raise BackendError(f"--backend-url {base_url}: the server lists no model")
-            model = listed[0]
-        return cls(client, model, persona)
+        probe = cls(base_url, api_key, model or "", persona, timeout_s)
+        try:
+            listed = [m.id async for m in probe.client.models.list()]
+        except openai.OpenAIError as error:
+            raise BackendError(f"--backend-url {base_url}: {_describe(error)}") from None
+        finally:
+            await probe.aclose()
+        if not listed:
+            raise BackendError(f"--backend-url {base_url}: the server lists no model")
+        if model is not None and model not in listed:
+            raise BackendError(
+                f"--backend-model {model}: not served at {base_url} (it has {', '.join(listed)})"
+            )
+        return cls(base_url, api_key, model or listed[0], persona, timeout_s)
 
     async def stream(
         self,
@@ -125,7 +144,9 @@ class OpenAIBackend:
         yield usage
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def _describe(error: Exception) -> str:

@@ -39,13 +39,36 @@ PERSONS = {
     "사람", "가족", "애인", "할머니", "할아버지", "손님", "팀장", "동료",
 }  # fmt: skip
 # Time words start a phrase of their own: `떡볶이 예전엔` is 떡볶이, then a time
-TIME_WORDS = {"예전", "옛날", "요즘", "요새", "지금", "이제", "오늘", "어제", "내일", "평소", "주말"}
+TIME_WORDS = {
+    "예전",
+    "옛날",
+    "요즘",
+    "요새",
+    "지금",
+    "이제",
+    "오늘",
+    "어제",
+    "내일",
+    "평소",
+    "주말",
+}
 # `좋아하는 음식은 떡볶이예요`: a cue on one of these heads names the item after the topic
 FAVOURITE_HEADS = {"음식", "메뉴", "것", "거", "과일", "채소", "야채", "반찬", "간식", "요리",
                    "술", "음료", "디저트", "빵", "국", "찌개", "과자"}  # fmt: skip
 # `좋아하는 편이에요`, `못 먹는 타입이에요`: an adnominal cue that is still the predicate
 HEDGE_HEADS = {"편", "타입", "스타일", "쪽", "데"}  # 데: `싫어하는데` comes out as 는/ETM 데/NNB
-QUESTION_ENDINGS = {"니", "냐", "나요", "습니까", "ㅂ니까", "을까", "ㄹ까", "을까요", "ㄹ까요", "는지"}
+QUESTION_ENDINGS = {
+    "니",
+    "냐",
+    "나요",
+    "습니까",
+    "ㅂ니까",
+    "을까",
+    "ㄹ까",
+    "을까요",
+    "ㄹ까요",
+    "는지",
+}
 INNER_CONNECTIVES = {"어", "아", "여", "지", "게"}  # they join auxiliaries, not clauses
 NOUNS = {"NNG", "NNP", "NR", "SL", "SH", "XSN", "SN"}
 
@@ -105,7 +128,9 @@ def _clauses(tokens: list[Any]) -> list[_Clause]:
     for i, token in enumerate(tokens):
         if token.tag == "SF" or (token.tag == "SP" and token.form != ","):
             if token.form == "?":
-                (current if current.tokens else (clauses[-1] if clauses else current)).question = True
+                (
+                    current if current.tokens else (clauses[-1] if clauses else current)
+                ).question = True
             if current.tokens:
                 clauses.append(current)
                 current = _Clause([])
@@ -137,7 +162,12 @@ def _cue(tokens: list[Any]) -> tuple[int, str] | None:
             found = (i, "dislike")
         elif t.tag == "VV" and t.lemma in EAT_VERBS:
             found = (i, "eat")
-        elif t.tag == "NNG" and t.form == "사랑" and i + 1 < len(tokens) and tokens[i + 1].tag == "XSV":
+        elif (
+            t.tag == "NNG"
+            and t.form == "사랑"
+            and i + 1 < len(tokens)
+            and tokens[i + 1].tag == "XSV"
+        ):
             found = (i, "like")  # 사랑/NNG 하/XSV
         elif t.tag == "NNG" and t.form in ALLERGY_NOUNS:
             found = (i, "allergy")
@@ -240,8 +270,7 @@ def _third_person(tokens: list[Any]) -> bool:
     """`동생은 오이를 싫어해요`: someone else's taste, unless the speaker is named too."""
     speaker = any(t.tag == "NP" and t.form in ("저", "나", "제", "내") for t in tokens)
     other = any(
-        t.form in PERSONS and tokens[i + 1].tag in ("JX", "JKS")
-        for i, t in enumerate(tokens[:-1])
+        t.form in PERSONS and tokens[i + 1].tag in ("JX", "JKS") for i, t in enumerate(tokens[:-1])
     )
     return other and not speaker
 
@@ -260,9 +289,7 @@ def _items(
         if t.form in TIME_WORDS and current:
             phrases.append((current, "space"))
             current = [t]
-        elif t.tag in NOUNS or t.tag == "NNB" and t.form in ("거", "것") or modifier:
-            current.append(t)
-        elif t.tag == "ETM" and current:
+        elif _in_phrase(t, modifier, bool(current)):
             current.append(t)
         else:
             if current:
@@ -281,10 +308,21 @@ def _items(
             continue
         if len(phrase) == 1 and (phrase[0].form in NOT_ITEMS or phrase[0].form in PERSONS):
             continue
-        if phrase[-1].form in PERSONS or (len(nouns) == len(phrase) and nouns[-1].form in NOT_ITEMS):
+        if phrase[-1].form in PERSONS or (
+            len(nouns) == len(phrase) and nouns[-1].form in NOT_ITEMS
+        ):
             continue
         items.append(_surface(phrase, text))
     return items
+
+
+def _in_phrase(token: Any, modifier: bool, open_phrase: bool) -> bool:
+    """Nouns, `거`/`것`, and modifiers with their ending (매운, 국물 있는) make a phrase."""
+    if token.tag in NOUNS or modifier:
+        return True
+    if token.tag == "NNB" and token.form in ("거", "것"):
+        return True
+    return token.tag == "ETM" and open_phrase
 
 
 def _surface(phrase: list[Any], text: str) -> str:
