@@ -95,11 +95,25 @@ class WebServer:
         return self.app.state.web
 
 
+_KIWI: list[Any] = []
+
+
+def shared_kiwi() -> Any:
+    """One Kiwi for all the test servers: loading one takes seconds on a busy 2-core machine."""
+    if not _KIWI:
+        from kiwipiepy import Kiwi
+
+        _KIWI.append(Kiwi())
+        _KIWI[0].tokenize("매운 거 좋아해요")
+    return _KIWI[0]
+
+
 def start_web(scripted, db_path: Path, persona: Persona = MENU, **settings: Any):
     db_url = f"sqlite:///{db_path}"
     store = open_store(db_url)
     backend = asyncio.run(OpenAIBackend.connect(f"{scripted.url}/v1", None, persona))
-    app = create_web_app(backend, store, WebSettings(**{"allow_signup": True, **settings}))
+    settings = WebSettings(**{"allow_signup": True, **settings})
+    app = create_web_app(backend, store, settings, shared_kiwi())
     server = ServerThread(app).start()
     return server, WebServer(server.url, app, store, db_url, db_path)
 
@@ -182,3 +196,18 @@ def client_factory(web):
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session, where Debian's binaries and psycopg are present."""
+    from pg import PostgresServer, postgres_bindir
+
+    pytest.importorskip("psycopg")
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
+    server = PostgresServer(bindir, free_port())
+    url = server.start()
+    yield url
+    server.stop()

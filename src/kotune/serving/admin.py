@@ -13,7 +13,9 @@ from kotune.errors import KotuneError
 
 def add_users_parser(sub: Any) -> None:
     """The `users` subcommand group on the kotune parser."""
-    users = sub.add_parser("users", help="manage the web chat's accounts (add, list, remove, passwd)")
+    users = sub.add_parser(
+        "users", help="manage the web chat's accounts (add, list, remove, passwd)"
+    )
     users.add_argument(
         "--db", help="the chat database's SQLAlchemy URL (default: the one kotune serve uses)"
     )

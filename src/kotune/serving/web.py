@@ -55,19 +55,25 @@ class WebState:
     store: Store
     settings: WebSettings
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    _kiwi: Any = None
+    kiwi: Any = None  # made on first use (or by warm_up); tests hand in one shared instance
     _kiwi_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read_preferences(self, text: str) -> list[tuple[str, str]]:
         """The preferences a message states (blocking: Kiwi; run it in a worker thread)."""
         from kotune.serving.preferences import read_preferences
 
-        with self._kiwi_lock:
-            if self._kiwi is None:
+        with self._kiwi_lock:  # one Kiwi, one caller at a time (a message takes ~1 ms)
+            if self.kiwi is None:
                 from kiwipiepy import Kiwi
 
-                self._kiwi = Kiwi()
-            return [(s.item, s.polarity) for s in read_preferences(text, self._kiwi)]
+                self.kiwi = Kiwi()
+            return [(s.item, s.polarity) for s in read_preferences(text, self.kiwi)]
+
+    def warm_up(self) -> None:
+        """Load Kiwi's model now (seconds, ~100 MB) rather than on the first user's message.
+        Run it in a thread at start; a message that comes sooner waits for it."""
+        if self.backend.persona.preferences:
+            self.read_preferences("매운 거 좋아해요")
 
 
 def templates() -> Any:

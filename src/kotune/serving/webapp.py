@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
 from typing import Any
 
 from kotune.serving.backend import ChatBackend, OpenAIBackend, Persona
@@ -59,14 +60,16 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def install_web(app: Any, backend: ChatBackend, store: Store, settings: WebSettings) -> WebState:
+def install_web(
+    app: Any, backend: ChatBackend, store: Store, settings: WebSettings, kiwi: Any = None
+) -> WebState:
     """The web chat on `app`: GET / /login /signup, POST /login /signup /logout, /api/…,
-    /static/…. Returns the state the routes share (tests reach the throttle through it)."""
+    /static/…. Returns the state the routes share; call its `warm_up` in a thread at start."""
     from fastapi.staticfiles import StaticFiles
 
     from kotune.serving.webapi import api_router
 
-    state = WebState(backend, store, settings)
+    state = WebState(backend, store, settings, kiwi=kiwi)
     app.include_router(web_router(state))
     app.include_router(api_router(state))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -74,12 +77,14 @@ def install_web(app: Any, backend: ChatBackend, store: Store, settings: WebSetti
     return state
 
 
-def create_web_app(backend: ChatBackend, store: Store, settings: WebSettings) -> Any:
+def create_web_app(
+    backend: ChatBackend, store: Store, settings: WebSettings, kiwi: Any = None
+) -> Any:
     """An app with only the web chat (tests, and the standalone front end below)."""
     from fastapi import FastAPI
 
     app = FastAPI(title="kotune web chat", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.web = install_web(app, backend, store, settings)
+    app.state.web = install_web(app, backend, store, settings, kiwi)
     return app
 
 
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         trust_forwarded_proto=args.trust_forwarded_proto,
     )
     app = create_web_app(backend, store, settings)
+    threading.Thread(target=app.state.web.warm_up, daemon=True).start()
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-Proto from 127.0.0.1 as true
     uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, log_level="warning")
     return 0
