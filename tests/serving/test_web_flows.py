@@ -120,7 +120,7 @@ def test_bad_requests_get_a_clear_error_and_the_app_keeps_serving(web):
         (b'{"content": "   "}', 400),
         (b'{"content": 5}', 400),
         (b'{"content": "hi", "conversation_id": 5}', 400),
-        ('{"content": "'.encode() + b"x" * 4001 + b'"}', 413),
+        (b'{"content": "' + b"x" * 4001 + b'"}', 413),
         (b'{"content": "hi", "conversation_id": "' + b"z" * 300 + b'"}', 404),
     ]
     for body, status in cases:
