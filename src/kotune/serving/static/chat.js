@@ -251,6 +251,7 @@
   function grow() {
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+    input.style.overflowY = input.scrollHeight > 200 ? "auto" : "hidden";
   }
 
   function closeSidebar() {
