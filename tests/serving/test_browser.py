@@ -229,18 +229,19 @@ def test_two_users_chat_reload_and_see_only_their_own(browser, slow_model, tmp_p
         by_testid(browser, "logout")[0].click()
         wait(browser, lambda d: d.current_url == f"{url}/login", what="logged out")
         sign_up(browser, url, "junho")
-        time.sleep(0.5)  # let the page's first requests finish
+        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
         assert by_testid(browser, "conversation") == [] and by_testid(browser, "preference") == []
         assert messages(browser) == []
         browser.get(f"{url}/?c={minji_conversation}")  # minji's conversation id, guessed
-        wait(browser, lambda d: d.find_element("id", "status").text, what="a not-found note")
+        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+        assert "찾을 수 없습니다" in browser.find_element("id", "status").text
         assert messages(browser) == [] and "매운" not in browser.page_source
         by_testid(browser, "logout")[0].click()
 
         # minji logs in again: everything is there
         log_in(browser, url, "minji")
         wait(browser, lambda d: len(by_testid(d, "conversation")) == 2, what="minji's list")
-        assert len(by_testid(browser, "preference")) == 1
+        wait(browser, lambda d: len(by_testid(d, "preference")) == 1, what="minji's preference")
     finally:
         server.stop()
         web.store.close()

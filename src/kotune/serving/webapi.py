@@ -2,6 +2,7 @@
 server-sent events, preferences. Each needs a session; each change needs the CSRF token."""
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from kotune.serving.store.repository import Turn
 from kotune.serving.web import WebState
 
 BODY_MAX_BYTES = 64 * 1024
+log = logging.getLogger("kotune.serving")  # ids, counts and errors only: never message text
 
 
 def model_messages(
@@ -170,6 +172,7 @@ async def answer_events(state: WebState, turn: Turn) -> AsyncIterator[bytes]:
         complete = True
     except BackendError as failure:
         error = str(failure)
+        log.warning("answer %d failed: %s", turn.assistant_message_id, error)
     finally:
         # also when the client has gone and this task is being cancelled: the write is shielded
         latency_ms = round((time.perf_counter() - started) * 1000)

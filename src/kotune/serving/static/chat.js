@@ -288,6 +288,10 @@
   });
 
   const wanted = new URLSearchParams(window.location.search).get("c");
-  loadConversations().then(() => (wanted ? openConversation(wanted) : input.focus()));
-  loadPreferences();
+  Promise.all([
+    loadConversations().then(() => (wanted ? openConversation(wanted) : input.focus())),
+    loadPreferences(),
+  ]).finally(() => {
+    document.body.dataset.ready = "true"; // the first loads are done (tests wait for this)
+  });
 })();
