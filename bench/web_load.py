@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -255,15 +256,18 @@ def main() -> int:
     if bool(args.url) == args.spawn_scripted:
         parser.error("give --url or --spawn-scripted (one of them)")
     processes: list[subprocess.Popen] = []
+    folder = None
     try:
         url = args.url
         if args.spawn_scripted:
-            url, processes, _ = spawn_scripted(args.delay_ms)
+            url, processes, folder = spawn_scripted(args.delay_ms)
         result = asyncio.run(run_load(url.rstrip("/"), args.users, args.turns))
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
     result["target"] = (
         "scripted model (tests/serving/scripted_openai.py)" if args.spawn_scripted else url
     )
