@@ -215,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="a table of every model × GPU profile")
     p.add_argument("--conf", default="conf")
     p.set_defaults(run=cmd_fit)
+
+    # the web chat's accounts (issue 13): kotune users add|list|remove|passwd [--db URL]
+    from kotune.serving.admin import add_users_parser
+
+    add_users_parser(sub)
     return parser
 
 

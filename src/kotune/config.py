@@ -68,6 +68,11 @@ class PersonaConfig:
     stop_patterns: list[str]
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
+    # the web chat (kotune serve): the page's title and one line under it ("" → name), and
+    # whether food preferences are read from messages and given to the model (the menu persona)
+    display_name: str = ""
+    description: str = ""
+    preferences: bool = False
 
 
 # ---------------------------------------------------------------------------- model

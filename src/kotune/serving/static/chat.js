@@ -1,0 +1,297 @@
+// The chat page: conversations, streamed answers, preferences. Text from users and the model is
+// only ever set with textContent / text nodes, never parsed as HTML.
+"use strict";
+
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const messages = $("messages");
+  const input = $("message-input");
+  const composer = $("composer");
+  const sendButton = composer.querySelector('[data-testid="send"]');
+  const statusLine = $("status");
+  const conversationList = $("conversations");
+  const preferenceList = $("preferences");
+  const sidebar = $("sidebar");
+  const menuToggle = document.querySelector(".menu-toggle");
+  const LABELS = { like: "좋아함", dislike: "싫어함", cannot_eat: "못 먹음" };
+  let current = null; // the open conversation's id (null: a new one)
+  let busy = false;
+
+  async function api(method, path, body) {
+    const options = { method, headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, options);
+    if (response.status === 401) {
+      window.location.assign("/login");
+      throw new Error("logged out");
+    }
+    return response;
+  }
+
+  async function problem(response) {
+    try {
+      const data = await response.json();
+      return typeof data.detail === "string" ? data.detail : `오류가 났습니다 (${response.status}).`;
+    } catch {
+      return `오류가 났습니다 (${response.status}).`;
+    }
+  }
+
+  function say(text) {
+    statusLine.textContent = text;
+  }
+
+  function scrollDown() {
+    messages.lastElementChild?.scrollIntoView({ block: "end" });
+  }
+
+  function addMessage(role, text, complete = true) {
+    const item = document.createElement("li");
+    item.className = `message ${role}`;
+    item.dataset.testid = "message";
+    item.dataset.role = role;
+    const who = document.createElement("span");
+    who.className = "visually-hidden";
+    who.textContent = role === "user" ? "나: " : "답변: ";
+    const bubble = document.createElement("div");
+    bubble.className = "bubble";
+    bubble.textContent = text;
+    item.append(who, bubble);
+    if (!complete) markIncomplete(item);
+    messages.append(item);
+    $("empty").hidden = true;
+    scrollDown();
+    return item;
+  }
+
+  function markIncomplete(item, note = "답변이 중간에 끊겼습니다.") {
+    item.classList.add("incomplete");
+    const tag = document.createElement("p");
+    tag.className = "note";
+    tag.textContent = note;
+    item.append(tag);
+  }
+
+  function setLocation(id) {
+    window.history.replaceState(null, "", id ? `/?c=${encodeURIComponent(id)}` : "/");
+  }
+
+  function renderConversations(list) {
+    conversationList.replaceChildren(
+      ...list.map((conversation) => {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.dataset.testid = "conversation";
+        button.dataset.id = conversation.id;
+        button.textContent = conversation.title || "(제목 없음)";
+        if (conversation.id === current) button.setAttribute("aria-current", "true");
+        button.addEventListener("click", () => openConversation(conversation.id));
+        item.append(button);
+        return item;
+      }),
+    );
+    $("no-conversations").hidden = list.length > 0;
+  }
+
+  async function loadConversations() {
+    const response = await api("GET", "/api/conversations");
+    if (response.ok) renderConversations((await response.json()).conversations);
+  }
+
+  function renderPreferences(list) {
+    if (!preferenceList) return;
+    preferenceList.replaceChildren(
+      ...list.map((preference) => {
+        const item = document.createElement("li");
+        item.dataset.testid = "preference";
+        item.dataset.polarity = preference.polarity;
+        const label = document.createElement("span");
+        label.className = `polarity ${preference.polarity}`;
+        label.textContent = LABELS[preference.polarity] || preference.polarity;
+        const name = document.createElement("span");
+        name.className = "item";
+        name.textContent = preference.item;
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "remove";
+        remove.dataset.testid = "preference-remove";
+        remove.setAttribute("aria-label", `${preference.item} (${label.textContent}) 지우기`);
+        remove.textContent = "지우기";
+        remove.addEventListener("click", () => removePreference(preference.id));
+        item.append(label, name, remove);
+        return item;
+      }),
+    );
+    $("no-preferences").hidden = list.length > 0;
+  }
+
+  async function loadPreferences() {
+    if (!preferenceList) return;
+    const response = await api("GET", "/api/preferences");
+    if (response.ok) renderPreferences((await response.json()).preferences);
+  }
+
+  async function removePreference(id) {
+    const response = await api("DELETE", `/api/preferences/${id}`);
+    if (!response.ok) say(await problem(response));
+    await loadPreferences();
+  }
+
+  function startNew() {
+    current = null;
+    messages.replaceChildren();
+    $("empty").hidden = false;
+    setLocation(null);
+    for (const button of conversationList.querySelectorAll("button")) button.removeAttribute("aria-current");
+    closeSidebar();
+    input.focus();
+  }
+
+  async function openConversation(id) {
+    const response = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
+    if (!response.ok) {
+      say(await problem(response));
+      startNew();
+      return;
+    }
+    const conversation = await response.json();
+    current = conversation.id;
+    messages.replaceChildren();
+    for (const message of conversation.messages) {
+      if (message.role === "assistant" && !message.complete && !message.content) {
+        addMessage("assistant", "", false);
+      } else {
+        addMessage(message.role, message.content, message.complete);
+      }
+    }
+    $("empty").hidden = conversation.messages.length > 0;
+    setLocation(current);
+    for (const button of conversationList.querySelectorAll("button")) {
+      if (button.dataset.id === current) button.setAttribute("aria-current", "true");
+      else button.removeAttribute("aria-current");
+    }
+    closeSidebar();
+    input.focus();
+  }
+
+  function* events(buffer) {
+    // server-sent events: "event: NAME\ndata: JSON" blocks separated by a blank line
+    for (const block of buffer) {
+      let name = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      yield [name, data ? JSON.parse(data) : {}];
+    }
+  }
+
+  async function send(text) {
+    busy = true;
+    sendButton.disabled = true;
+    say("답변을 만드는 중…");
+    addMessage("user", text);
+    const answer = addMessage("assistant", "");
+    const bubble = answer.querySelector(".bubble");
+    answer.setAttribute("aria-busy", "true");
+    let finished = false;
+    try {
+      const response = await api("POST", "/api/chat", { conversation_id: current, content: text });
+      if (!response.ok) {
+        markIncomplete(answer, await problem(response));
+        finished = true;
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let pending = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pending += decoder.decode(value, { stream: true });
+        const blocks = pending.split("\n\n");
+        pending = blocks.pop();
+        for (const [name, data] of events(blocks)) {
+          if (name === "meta") {
+            const isNew = current !== data.conversation_id;
+            current = data.conversation_id;
+            setLocation(current);
+            if (isNew) loadConversations();
+            if (data.preferences) renderPreferences(data.preferences);
+          } else if (name === "delta") {
+            bubble.append(document.createTextNode(data.text));
+            scrollDown();
+          } else if (name === "done") {
+            finished = true;
+          } else if (name === "error") {
+            markIncomplete(answer, data.message);
+            finished = true;
+          }
+        }
+      }
+      if (!finished) markIncomplete(answer);
+      finished = true;
+    } catch (error) {
+      if (!finished) markIncomplete(answer, "서버에 연결하지 못했습니다.");
+    } finally {
+      answer.removeAttribute("aria-busy");
+      busy = false;
+      sendButton.disabled = false;
+      say("");
+      input.focus();
+    }
+  }
+
+  function grow() {
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+    input.style.overflowY = input.scrollHeight > 200 ? "auto" : "hidden";
+  }
+
+  function closeSidebar() {
+    sidebar.classList.remove("open");
+    menuToggle.setAttribute("aria-expanded", "false");
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || busy) return;
+    input.value = "";
+    grow();
+    send(text);
+  });
+
+  input.addEventListener("keydown", (event) => {
+    // Enter sends, Shift+Enter is a new line; Enter that ends Hangul composition is not a send
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+  input.addEventListener("input", grow);
+
+  document.querySelector('[data-testid="new-conversation"]').addEventListener("click", startNew);
+
+  menuToggle.addEventListener("click", () => {
+    const open = sidebar.classList.toggle("open");
+    menuToggle.setAttribute("aria-expanded", String(open));
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeSidebar();
+  });
+
+  const wanted = new URLSearchParams(window.location.search).get("c");
+  Promise.all([
+    loadConversations().then(() => (wanted ? openConversation(wanted) : input.focus())),
+    loadPreferences(),
+  ]).finally(() => {
+    document.body.dataset.ready = "true"; // the first loads are done (tests wait for this)
+  });
+})();

@@ -1,0 +1,1 @@
+"""Alembic migrations of the chat store (run by `kotune.serving.store.database.upgrade`)."""

@@ -1,0 +1,1 @@
+"""One file per schema version; 0001 is the first."""

@@ -1,0 +1,213 @@
+"""Live servers for the web app's tests: the scripted OpenAI-compatible backend and the web app
+in front of it (uvicorn in a thread, real HTTP), and an httpx client that signs up like a
+browser would (Origin header, cookie, the page's CSRF token)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scripted_openai import create_app as create_scripted_app  # noqa: E402
+
+from kotune.serving.backend import OpenAIBackend, Persona  # noqa: E402
+from kotune.serving.store import open_store  # noqa: E402
+from kotune.serving.web import WebSettings  # noqa: E402
+from kotune.serving.webapp import create_web_app  # noqa: E402
+
+MENU = Persona(
+    "메뉴 추천 도우미",
+    "상황과 취향에 맞춰 메뉴를 추천해 드려요.",
+    "당신은 메뉴 추천 도우미입니다.",
+    preferences=True,
+)
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn serving `app` on 127.0.0.1 in a daemon thread, until `stop()`."""
+
+    def __init__(self, app: Any):
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", proxy_headers=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def scripted():
+    """The scripted model server (shared by the session's tests)."""
+    app = create_scripted_app(delay_s=0.005)
+    server = ServerThread(app).start()
+    server.app = app
+    yield server
+    server.stop()
+
+
+@dataclass
+class WebServer:
+    url: str
+    app: Any
+    store: Any
+    db_url: str
+    db_path: Path
+
+    @property
+    def state(self):
+        return self.app.state.web
+
+
+_KIWI: list[Any] = []
+
+
+def shared_kiwi() -> Any:
+    """One Kiwi for all the test servers: loading one takes seconds on a busy 2-core machine."""
+    if not _KIWI:
+        from kiwipiepy import Kiwi
+
+        _KIWI.append(Kiwi())
+        _KIWI[0].tokenize("매운 거 좋아해요")
+    return _KIWI[0]
+
+
+def start_web(scripted, db_path: Path, persona: Persona = MENU, **settings: Any):
+    db_url = f"sqlite:///{db_path}"
+    store = open_store(db_url)
+    backend = asyncio.run(OpenAIBackend.connect(f"{scripted.url}/v1", None, persona))
+    settings = WebSettings(**{"allow_signup": True, **settings})
+    app = create_web_app(backend, store, settings, shared_kiwi())
+    server = ServerThread(app).start()
+    return server, WebServer(server.url, app, store, db_url, db_path)
+
+
+@pytest.fixture
+def web(scripted, tmp_path):
+    """The web app on a fresh SQLite file, sign-up open, the menu persona (preferences on)."""
+    server, info = start_web(scripted, tmp_path / "chat.db")
+    yield info
+    server.stop()
+    info.store.close()
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+class Browserish:
+    """An httpx client that behaves as the page does: same-origin Origin header on posts,
+    the session cookie, the CSRF token read from the chat page."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
+        self.csrf: str | None = None
+
+    def form(self, path: str, **fields: str) -> httpx.Response:
+        return self.http.post(path, data=fields, headers={"Origin": self.base_url})
+
+    def signup(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        response = self.form("/signup", username=username, password=password)
+        if response.status_code == 303:
+            self.load_csrf()
+        return response
+
+    def login(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        response = self.form("/login", username=username, password=password)
+        if response.status_code == 303:
+            self.load_csrf()
+        return response
+
+    def load_csrf(self) -> None:
+        page = self.http.get("/")
+        assert page.status_code == 200, page.status_code
+        self.csrf = CSRF_META.search(page.text).group(1)
+
+    def headers(self) -> dict[str, str]:
+        return {"Origin": self.base_url, "X-CSRF-Token": self.csrf or ""}
+
+    def chat(self, content: str, conversation_id: str | None = None) -> list[tuple[str, dict]]:
+        """Send a message; the answer's events, read to the end."""
+        import json
+
+        response = self.http.post(
+            "/api/chat",
+            json={"conversation_id": conversation_id, "content": content},
+            headers=self.headers(),
+        )
+        assert response.status_code == 200, response.text
+        events = []
+        for block in response.text.split("\n\n"):
+            if block.strip():
+                name = block.split("\n")[0].removeprefix("event: ")
+                data = json.loads(block.split("\n")[1].removeprefix("data: "))
+                events.append((name, data))
+        return events
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def client_factory(web):
+    made = []
+
+    def make() -> Browserish:
+        client = Browserish(web.url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session, where Debian's binaries and psycopg are present."""
+    from pg import PostgresServer, postgres_bindir
+
+    pytest.importorskip("psycopg")
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql)")
+    server = PostgresServer(bindir, free_port())
+    url = server.start()
+    yield url
+    server.stop()
