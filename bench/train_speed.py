@@ -960,9 +960,12 @@ def variant_in_child(args: argparse.Namespace, model_name: str, name: str, ceili
         found = Path(folder) / "child.json"
         if done.returncode == 0 and found.is_file():
             return json.loads(found.read_text())
-        tail = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-        tail = tail[-3:]
-        return {"model": model_name, "variant": name, "error": " | ".join(tail)[:500]}
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        raised = [line for line in lines if "Error" in line or "Exception" in line]
+        tail = list(dict.fromkeys(raised[-1:] + lines[-2:]))  # the exception first, then the end
+        with open(args.out / "errors.log", "a") as log:  # one file: the device returns few
+            log.write(f"== {model_name}/{name}\n" + "\n".join(lines[-200:]) + "\n")
+        return {"model": model_name, "variant": name, "error": " | ".join(tail)[:700]}
 
 
 def run_plan(
