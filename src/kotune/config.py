@@ -327,10 +327,11 @@ def _check_gpu(gpu: GpuConfig) -> None:
         raise ConfigError(
             "gpu.distributed fsdp needs gpu.num_processes > 1 (it shards across them)"
         )
-    if gpu.distributed == "fsdp" and gpu.optimizer == "paged_adamw_8bit":
+    if gpu.distributed == "fsdp" and gpu.optimizer != "adamw_torch":
         raise ConfigError(
-            "gpu.optimizer paged_adamw_8bit cannot save FSDP checkpoints (peft's FSDP-QLoRA "
-            "caveat); use adamw_torch with gpu.distributed fsdp (its state is sharded anyway)"
+            f"gpu.optimizer {gpu.optimizer} does not go with gpu.distributed fsdp (paged 8-bit "
+            "AdamW cannot save FSDP checkpoints, peft's caveat; kotune resumes FSDP runs with "
+            "torch's AdamW); use adamw_torch (its state is sharded anyway)"
         )
     if gpu.distributed == "fsdp" and gpu.compile is not False:
         raise ConfigError("gpu.compile must be false with gpu.distributed fsdp (not supported)")
