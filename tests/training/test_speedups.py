@@ -80,3 +80,34 @@ def test_liger_and_flex_attention_train_on_a_gpu(tmp_path, tiny_tokenizer, atten
     overrides = [*BUDGET, "gpu=h200-141gb", "gpu.packing=true", f"gpu.attention={attention}"]
     metrics = train(tiny_project(tmp_path, tiny_tokenizer, overrides))
     assert metrics["global_step"] == 6 and metrics["best_eval_loss"] is not None
+
+
+@pytest.mark.slow
+def test_plain_lora_on_an_unquantized_base_trains_and_loads_for_evaluation_and_chat(
+    tmp_path, tiny_tokenizer
+):
+    """gpu.quantization none (the h200-141gb profile's): the same adapter as QLoRA trains on the
+    base in the compute dtype; evaluate loads it unmerged on that base, chat merged, alike."""
+    from kotune.config import load_config
+    from kotune.inference.loading import attach_adapter, load_model, load_trained
+
+    overrides = ["gpu.quantization=none", "train.max_steps=4", "train.eval_steps=2"]
+    root = tiny_project(tmp_path, tiny_tokenizer, overrides)
+    plain = train(root)
+    qlora = train(tiny_project(tmp_path / "nf4", tiny_tokenizer, overrides[1:]))
+    assert plain["trainable_params"] == qlora["trainable_params"]  # the same adapter
+    assert plain["best_eval_loss"] == pytest.approx(qlora["best_eval_loss"], rel=0.02)
+    cfg = load_config(root / "params.yaml")
+    best = root / "models" / "checkpoints" / plain["best_checkpoint"]
+    unmerged, _ = load_trained(cfg, root / "models" / "base", best)
+    base = load_model(
+        str(root / "models" / "base"), None, quantization="none", compute_dtype="float32",
+        device="cpu",
+    )  # fmt: skip
+    merged = attach_adapter(base, best, merge=True)
+    ids = torch.tensor([[2, 5, 9, 14, 20, 27]])
+    with torch.no_grad():
+        assert torch.allclose(
+            unmerged(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4
+        )
+    assert not any(p.requires_grad for p in merged.parameters())
