@@ -97,7 +97,7 @@ class SelfInstructFilterConfig:
     # characters without spaces; the seed's own dataset has instructions of 4–302 characters
     min_instruction_chars: int = bounded(4, ge=1)
     max_instruction_chars: int = bounded(300, gt=0)
-    min_output_chars: int = bounded(2, ge=1)
+    min_output_chars: int = bounded(2, ge=1)  # output: every character, as clean counts a turn
     max_output_chars: int = bounded(2000, gt=0)  # clean.max_chars: longer turns are dropped there
 
 

@@ -260,17 +260,18 @@ def generate_files(
     metrics: str | Path | None,
     api_key: str,
     show_progress: bool | None = None,
+    morphemes: Any = None,
 ) -> SelfInstruct:
     """Run self-instruct from `cfg.seeds`; write the Alpaca records (JSONL) and the metrics.
 
     Whatever stops the run once answers were applied (the end, Ctrl-C, a teacher that keeps
     failing) leaves the records so far in `out`: every answer is in the cache, so the same
     command continues and ends with the file an uninterrupted run writes. Nothing is written
-    if it stops before (bad seeds, a wrong URL or key)."""
+    if it stops before (bad seeds, a wrong URL or key). `morphemes`: a KiwiMorphemes to reuse."""
     from kotune.files import write_json, write_jsonl
     from kotune.selfinstruct.seeds import read_seed_tasks
 
-    run = SelfInstruct(cfg, read_seed_tasks(cfg.seeds), cache_dir, api_key)
+    run = SelfInstruct(cfg, read_seed_tasks(cfg.seeds), cache_dir, api_key, morphemes)
     try:
         run.run(show_progress)
     finally:

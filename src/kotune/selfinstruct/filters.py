@@ -168,7 +168,7 @@ class TaskFilter:
         if not _HANGUL.search(task.instruction):
             return "not_korean"
         length = visible_chars(task.instruction)
-        output_length = visible_chars(task.output)
+        output_length = len(task.output.strip())  # as the clean stage counts a turn
         if length < cfg.min_instruction_chars or output_length < cfg.min_output_chars:
             return "too_short"
         if length > cfg.max_instruction_chars or output_length > cfg.max_output_chars:
