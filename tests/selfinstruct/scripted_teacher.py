@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script, for the
 self-instruct tests: chat completions written from the request (deterministic per request, like
-a seeded model), scripted 429/5xx answers, a context window that answers 400
-context_length_exceeded (OpenAI's or vLLM's shape), an API key it checks, slow answers.
+a seeded model), scripted 429/5xx answers, a context window (prompt + max_tokens, ~2 characters
+a token) that answers 400 context_length_exceeded in OpenAI's or vLLM's shape, an API key it
+checks, slow answers.
 
 The tests only use what every teacher has: `base_url`, `model`, `api_key`, `stop()`. A live
 `kotune serve` (phase 2) is another class with the same four names (see `Teacher`).
@@ -116,14 +117,14 @@ class ScriptedTeacher:
         self,
         model: str = "scripted-teacher",
         api_key: str | None = None,
-        context_chars: int | None = None,
+        context_tokens: int | None = None,
         context_style: str = "openai",
         delay_s: float = 0.0,
         answer=answer_for,
     ) -> None:
         self.model = model
         self.api_key = api_key
-        self.context_chars = context_chars
+        self.context_tokens = context_tokens
         self.context_style = context_style
         self.delay_s = delay_s
         self.answer = answer
@@ -191,8 +192,9 @@ class ScriptedTeacher:
                 ),
             )
         prompt = body["messages"][-1]["content"]
-        if self.context_chars is not None and len(prompt) > self.context_chars:
-            return 400, {}, self.too_long(len(prompt), body.get("max_tokens", 0))
+        prompt_tokens, max_tokens = len(prompt) // 2, int(body.get("max_tokens") or 0)
+        if self.context_tokens is not None and prompt_tokens + max_tokens > self.context_tokens:
+            return 400, {}, self.too_long(prompt_tokens, max_tokens)
         if self.delay_s:
             time.sleep(self.delay_s)
         text = self.answer(body)
@@ -223,8 +225,8 @@ class ScriptedTeacher:
             },
         )
 
-    def too_long(self, prompt_chars: int, max_tokens: int) -> dict:
-        window, used = self.context_chars // 2, prompt_chars // 2
+    def too_long(self, used: int, max_tokens: int) -> dict:
+        window = self.context_tokens
         if self.context_style == "vllm":  # vLLM's shape: no error wrapper, code is the status
             return {
                 "object": "error",

@@ -95,7 +95,7 @@ def test_time_outs_are_retried():
 
 @pytest.mark.parametrize("style", ["openai", "vllm"])
 def test_a_prompt_too_long_is_an_answer_not_an_error(style):
-    with ScriptedTeacher(context_chars=20, context_style=style) as server:
+    with ScriptedTeacher(context_tokens=20, context_style=style) as server:
         entry, client = complete(server)
     assert entry["error"]["code"] == "context_length_exceeded"
     assert "maximum context length" in entry["error"]["message"]

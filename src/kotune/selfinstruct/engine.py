@@ -43,6 +43,7 @@ class Outcome:
     examples: int  # how many examples the answered prompt held
     max_tokens: int
     shrinks: int
+    asked: bool = False  # the teacher was asked (else every step came from the cache)
 
 
 def request_seed(seed: int, number: int) -> int:
@@ -111,31 +112,43 @@ class SelfInstruct:
 
     # ---------------------------------------------------------------- asking
 
+    def _next(self, entry: dict[str, Any], examples: int, max_tokens: int) -> tuple[int, int]:
+        """After a prompt too long: fewer examples, and once only one is left, fewer tokens."""
+        if examples > 1:
+            return max(1, int(examples * SHRINK)), max_tokens
+        if int(max_tokens * SHRINK) >= MIN_MAX_TOKENS:
+            return examples, int(max_tokens * SHRINK)
+        raise KotuneError(
+            f"the teacher's context cannot hold one example and {max_tokens} new tokens "
+            f"({entry['error']['message']})"
+        )
+
+    def cached(self, plan: Plan) -> Outcome | None:
+        """The answer to a plan if the cache holds it (following any shrinks), else None."""
+        examples, max_tokens, shrinks = len(plan.examples), plan.max_tokens, 0
+        while True:
+            entry = self.cache.get(self.request(plan, examples, max_tokens))
+            if entry is None:
+                return None
+            if "response" in entry:
+                return Outcome(plan, entry, examples, max_tokens, shrinks)
+            shrinks += 1
+            examples, max_tokens = self._next(entry, examples, max_tokens)
+
     async def answer(self, plan: Plan) -> Outcome:
         """The answer to a plan, from the cache or the teacher; fewer examples (then fewer
         tokens) while the teacher says the prompt is too long."""
-        examples, max_tokens, shrinks = len(plan.examples), plan.max_tokens, 0
+        examples, max_tokens, shrinks, asked = len(plan.examples), plan.max_tokens, 0, False
         while True:
             request = self.request(plan, examples, max_tokens)
             entry = self.cache.get(request)
             if entry is None:
-                entry = self.cache.put(
-                    request, await self.teacher_for().complete(request, plan.number)
-                )
-            else:
-                self.replayed += 1
+                answer = await self.teacher_for().complete(request, plan.number)
+                entry, asked = self.cache.put(request, answer), True
             if "response" in entry:
-                return Outcome(plan, entry, examples, max_tokens, shrinks)
+                return Outcome(plan, entry, examples, max_tokens, shrinks, asked)
             shrinks += 1
-            if examples > 1:
-                examples = max(1, int(examples * SHRINK))
-            elif int(max_tokens * SHRINK) >= MIN_MAX_TOKENS:
-                max_tokens = int(max_tokens * SHRINK)
-            else:
-                raise KotuneError(
-                    f"the teacher's context cannot hold one example and {max_tokens} new tokens "
-                    f"({entry['error']['message']})"
-                )
+            examples, max_tokens = self._next(entry, examples, max_tokens)
 
     def teacher_for(self):
         if self.teacher is None:
@@ -176,6 +189,7 @@ class SelfInstruct:
                 self.filter.keep(task)
                 kept += 1
         self.requests += 1
+        self.replayed += not outcome.asked
         self.examples = min(self.examples, outcome.examples)
         self.max_tokens = min(self.max_tokens, outcome.max_tokens)
         return kept
@@ -192,21 +206,31 @@ class SelfInstruct:
             while not self.done():
                 first = self.requests
                 last = min(first + self.cfg.round_size, self.cfg.max_requests)
-                plans = [self.plan(number) for number in range(first, last)]
-                pending = [asyncio.ensure_future(self.answer(plan)) for plan in plans]
-                try:
-                    for future in pending:
-                        progress.update(self.apply(await future))
-                        progress.set_postfix(requests=self.requests, refresh=False)
-                        if self.done():
-                            break
-                finally:
-                    for future in pending:
-                        future.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
+                await self._round([self.plan(number) for number in range(first, last)], progress)
         finally:
             if self.teacher is not None:
                 await self.teacher.close()
+
+    async def _round(self, plans: list[Plan], progress: Any) -> None:
+        """Apply a round's answers in order. Cached ones need no server; at the first one
+        missing, the rest of the round goes out together (at most `concurrency` in flight). So
+        a replay asks nothing, and a resumed run asks only from where it stopped."""
+        asked: dict[int, asyncio.Future] = {}
+        try:
+            for index, plan in enumerate(plans):
+                outcome = None if asked else self.cached(plan)
+                if outcome is None:
+                    if not asked:
+                        asked = {p.number: asyncio.ensure_future(self.answer(p)) for p in plans[index:]}
+                    outcome = await asked[plan.number]
+                progress.update(self.apply(outcome))
+                progress.set_postfix(requests=self.requests, refresh=False)
+                if self.done():
+                    return
+        finally:
+            for future in asked.values():
+                future.cancel()
+            await asyncio.gather(*asked.values(), return_exceptions=True)
 
     def run(self, show_progress: bool | None = None) -> None:
         """Generate until n records are kept or max_requests are made (a progress bar on a
