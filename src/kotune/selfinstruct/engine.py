@@ -221,7 +221,9 @@ class SelfInstruct:
                 outcome = None if asked else self.cached(plan)
                 if outcome is None:
                     if not asked:
-                        asked = {p.number: asyncio.ensure_future(self.answer(p)) for p in plans[index:]}
+                        asked = {
+                            p.number: asyncio.ensure_future(self.answer(p)) for p in plans[index:]
+                        }
                     outcome = await asked[plan.number]
                 progress.update(self.apply(outcome))
                 progress.set_postfix(requests=self.requests, refresh=False)
