@@ -96,8 +96,9 @@ class Teacher:
         self.client = openai.AsyncOpenAI(
             base_url=cfg.base_url, api_key=api_key, max_retries=0, timeout=cfg.timeout_s
         )
+        self.api_key = api_key
         self.slots = asyncio.Semaphore(concurrency)
-        self.checked = asyncio.Lock()
+        self.checking = asyncio.Lock()
         self.reachable = False
         self.calls = 0  # HTTP requests made (retries included)
         self.retries = 0
@@ -108,38 +109,50 @@ class Teacher:
     def _where(self) -> str:
         return f"the teacher at {self.cfg.base_url}"
 
-    async def check(self, model: str) -> None:
-        """Before the first request: is the URL a server, the key accepted, the model served?
-        A failure here is the user's set-up: one line, no retry."""
-        async with self.checked:
-            if self.reachable:
-                return
-            errors = self.openai
-            try:
-                listing = await self.client.models.list(timeout=min(30.0, self.cfg.timeout_s))
-                served = [m.id for m in listing.data]
-            except errors.APIConnectionError as error:
-                cause = error.__cause__ or error
-                raise KotuneError(
-                    f"--base-url {self.cfg.base_url}: cannot reach the teacher ({one_line(cause)})"
-                ) from None
-            except (errors.AuthenticationError, errors.PermissionDeniedError) as error:
-                raise KotuneError(
-                    f"{self._where()} refused the API key from ${self.cfg.api_key_env} "
-                    f"({error.status_code}: {one_line(error.message)})"
-                ) from None
-            except errors.APIStatusError:
-                served = None  # no /models here (some gateways): the first request will tell
-            if served is not None and model not in served:
-                listed = ", ".join(served[:10]) + (", …" if len(served) > 10 else "")
-                raise KotuneError(
-                    f"--model {model}: not served by {self._where()} (it serves: {listed or 'none'})"
-                )
-            self.reachable = True
+    def check(self, model: str) -> None:
+        """Is the URL a server, the key accepted, the model served? Asked once, before the first
+        request (synchronously, so a fresh run fails before anything heavy loads). A failure
+        is the user's set-up: one line, no retry."""
+        if self.reachable:
+            return
+        errors = self.openai
+        client = errors.OpenAI(
+            base_url=self.cfg.base_url,
+            api_key=self.api_key,
+            max_retries=0,
+            timeout=min(30.0, self.cfg.timeout_s),
+        )
+        try:
+            served = [m.id for m in client.models.list().data]
+        except errors.APIConnectionError as error:
+            cause = error.__cause__ or error
+            raise KotuneError(
+                f"--base-url {self.cfg.base_url}: cannot reach the teacher ({one_line(cause)})"
+            ) from None
+        except (errors.AuthenticationError, errors.PermissionDeniedError) as error:
+            raise KotuneError(
+                f"{self._where()} refused the API key from ${self.cfg.api_key_env} "
+                f"({error.status_code}: {one_line(error.message)})"
+            ) from None
+        except errors.APIStatusError:
+            served = None  # no /models here (some gateways): the first request will tell
+        finally:
+            client.close()
+        if served is not None and model not in served:
+            listed = ", ".join(served[:10]) + (", …" if len(served) > 10 else "")
+            raise KotuneError(
+                f"--model {model}: not served by {self._where()} (it serves: {listed or 'none'})"
+            )
+        self.reachable = True
+
+    async def _checked(self, model: str) -> None:
+        async with self.checking:
+            if not self.reachable:
+                await asyncio.to_thread(self.check, model)
 
     async def complete(self, request: dict[str, Any], number: int) -> dict[str, Any]:
         """{"response": chat.completion as JSON} or {"error": …} for a prompt too long."""
-        await self.check(request["model"])
+        await self._checked(request["model"])
         errors = self.openai
         jitter = random.Random(f"{self.seed}:{number}:backoff")
         for attempt in range(self.cfg.max_retries + 1):

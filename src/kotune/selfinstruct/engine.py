@@ -64,14 +64,12 @@ class SelfInstruct:
         api_key: str,
         morphemes: Any = None,
     ) -> None:
-        from kotune.scoring import KiwiMorphemes
-
         self.cfg = cfg
         self.seeds = seeds
         self.cache = ResponseCache(cache_dir)
         self.api_key = api_key
-        tokens = ContentMorphemes(morphemes or KiwiMorphemes())
-        self.filter = TaskFilter(cfg.filters, tokens, [s.example for s in seeds])
+        self.morphemes = morphemes
+        self._filter: TaskFilter | None = None  # Kiwi loads in seconds: only once needed
         self.kept: list[Task] = []
         self.counts: Counter = Counter()
         self.examples = cfg.examples  # shrinks for good after a prompt too long
@@ -149,6 +147,16 @@ class SelfInstruct:
                 return Outcome(plan, entry, examples, max_tokens, shrinks, asked)
             shrinks += 1
             examples, max_tokens = self._next(entry, examples, max_tokens)
+
+    @property
+    def filter(self) -> TaskFilter:
+        if self._filter is None:
+            from kotune.scoring import KiwiMorphemes
+
+            tokens = ContentMorphemes(self.morphemes or KiwiMorphemes())
+            seeds = [s.example for s in self.seeds]
+            self._filter = TaskFilter(self.cfg.filters, tokens, seeds)
+        return self._filter
 
     def teacher_for(self):
         if self.teacher is None:
@@ -239,6 +247,8 @@ class SelfInstruct:
         terminal). Ctrl-C raises KeyboardInterrupt after the current state is consistent."""
         from tqdm import tqdm
 
+        if self.requests == 0 and self.cached(self.plan(0)) is None:
+            self.teacher_for().check(self.cfg.teacher.model)  # a wrong URL or key: fail at once
         disable = None if show_progress is None else not show_progress  # None: on a terminal
         with tqdm(total=self.cfg.n, unit="task", desc="self-instruct", disable=disable) as progress:
             asyncio.run(self._run(progress))
