@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from scripted_teacher import ScriptedTeacher
-
-ROOT = Path(__file__).resolve().parents[2]
-SEEDS = ROOT / "data" / "raw" / "menu" / "seed_tasks.json"
 
 
 @pytest.fixture(scope="session")

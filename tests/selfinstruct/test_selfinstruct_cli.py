@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS
 from scripted_teacher import ScriptedTeacher
 
 from kotune.config import GenerateConfig, TeacherConfig
 from kotune.selfinstruct.engine import generate_files
+
+SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
 
 KOTUNE = str(Path(sys.executable).with_name("kotune"))
 # the child handles SIGINT as a terminal's foreground job does, even where the test runner was

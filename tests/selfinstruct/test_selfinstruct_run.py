@@ -9,13 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS
 from scripted_teacher import ScriptedTeacher
 
 from kotune.config import GenerateConfig, SamplingConfig, TeacherConfig
 from kotune.errors import KotuneError
 from kotune.ingest import ingest
 from kotune.selfinstruct.engine import generate_files, request_seed
+
+SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
 
 
 def config(server, **options) -> GenerateConfig:
@@ -53,7 +54,7 @@ def test_records_are_alpaca_and_the_metrics_add_up(tmp_path, kiwi, teacher):
     assert metrics["requests"] <= len(teacher.requests) < metrics["requests"] + 3
     used = {request_seed(42, number) for number in range(metrics["requests"])}
     entries = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*/*.json")]
-    assert len(entries) == len(teacher.requests)
+    assert used <= {e["request"]["seed"] for e in entries}  # cancelled ones may be missing
     usage = [e["response"]["usage"] for e in entries if e["request"]["seed"] in used]
     assert metrics["total_tokens"] == sum(u["total_tokens"] for u in usage) > 0
     assert metrics["examples_per_prompt"] == 8 and metrics["prompt_shrinks"] == 0

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import SEEDS
 
 from kotune.config import SelfInstructFilterConfig
 from kotune.errors import DataError
 from kotune.selfinstruct.filters import ContentMorphemes, TaskFilter
 from kotune.selfinstruct.seeds import read_seed_tasks
+
+SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
 
 
 def test_the_shipped_menu_seeds_follow_the_seed_format():
