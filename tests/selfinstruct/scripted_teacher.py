@@ -277,3 +277,83 @@ class ScriptedTeacher:
 
 def error(message: str, kind: str, code: str | None) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class ProcessTeacher:
+    """Any OpenAI-compatible server started as a process: this file's scripted server today,
+    `kotune serve --adapter …` in phase 2. Ready once GET /v1/models answers; the model is the
+    first one listed unless given."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        model: str | None = None,
+        api_key: str | None = None,
+        ready_s: float = 180.0,
+        log: Any = None,
+    ) -> None:
+        import subprocess
+        import urllib.request
+
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.api_key = api_key
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        deadline = time.monotonic() + ready_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{argv[:3]} exited with {self.process.returncode} before serving"
+                )
+            try:
+                request = urllib.request.Request(f"{self.base_url}/models", headers=headers)
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    served = [m["id"] for m in json.loads(response.read())["data"]]
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(
+                        f"{argv[:3]} not serving {self.base_url} in {ready_s} s"
+                    ) from None
+                time.sleep(0.2)
+        self.model = model or served[0]
+
+    def __enter__(self) -> ProcessTeacher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+if __name__ == "__main__":  # python scripted_teacher.py --port N: the scripted server alone
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="scripted-teacher")
+    options = parser.parse_args()
+    server = ScriptedTeacher(model=options.model)
+    server.server.server_close()
+    server.server = ThreadingHTTPServer(("127.0.0.1", options.port), server._handler())
+    server.server.serve_forever()
