@@ -18,7 +18,7 @@ from kotune.config import Config, load_config
 from kotune.errors import run_cli
 from kotune.files import write_json, write_jsonl
 from kotune.selfinstruct.client import resolve_api_key
-from kotune.selfinstruct.engine import generate_files, zero_metrics
+from kotune.selfinstruct.run import generate_files, zero_metrics
 
 
 def main(cfg: Config, out: Path, cache: Path, metrics: Path) -> None:

@@ -179,7 +179,7 @@ def cmd_selfinstruct(args: argparse.Namespace) -> int:
     from kotune.config import GenerateConfig, build_section, check_generate
     from kotune.errors import ConfigError
     from kotune.selfinstruct.client import resolve_api_key
-    from kotune.selfinstruct.engine import generate_files
+    from kotune.selfinstruct.run import generate_files
 
     data: dict = {"enabled": True}
     for flag, dotted in SELFINSTRUCT_FLAGS.items():

@@ -16,7 +16,7 @@ import pytest
 from scripted_teacher import ScriptedTeacher
 
 from kotune.config import GenerateConfig, TeacherConfig
-from kotune.selfinstruct.engine import generate_files
+from kotune.selfinstruct.run import generate_files
 
 SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
 

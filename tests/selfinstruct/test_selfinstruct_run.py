@@ -14,7 +14,8 @@ from scripted_teacher import ScriptedTeacher
 from kotune.config import GenerateConfig, SamplingConfig, TeacherConfig
 from kotune.errors import KotuneError
 from kotune.ingest import ingest
-from kotune.selfinstruct.engine import generate_files, request_seed
+from kotune.selfinstruct.engine import request_seed
+from kotune.selfinstruct.run import generate_files
 
 SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
 

@@ -12,7 +12,7 @@ import pytest
 from scripted_teacher import ProcessTeacher, free_port
 
 from kotune.config import GenerateConfig, TeacherConfig
-from kotune.selfinstruct.engine import generate_files
+from kotune.selfinstruct.run import generate_files
 from kotune.selfinstruct.seeds import Task
 
 SEEDS = Path(__file__).resolve().parents[2] / "data" / "raw" / "menu" / "seed_tasks.json"
