@@ -17,7 +17,7 @@ from kotune.files import write_json, write_jsonl
 from kotune.ingest import ingest_persona
 
 
-def main(cfg: Config, generated: Path, out: Path, metrics: Path) -> None:
+def main(cfg: Config, generated: Path | None, out: Path, metrics: Path) -> None:
     records, stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated)
     write_jsonl(out, records)
     write_json(metrics, stats)
@@ -26,7 +26,7 @@ def main(cfg: Config, generated: Path, out: Path, metrics: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generated", type=Path, required=True)
+    parser.add_argument("--generated", type=Path, help="the generate stage's records")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args()

@@ -91,12 +91,14 @@ def ingest(
 
 
 def ingest_persona(
-    data: DataSourceConfig, generate: GenerateConfig, generated: str | Path
+    data: DataSourceConfig, generate: GenerateConfig, generated: str | Path | None
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The persona's records: persona.data's, or, when persona.generate is enabled, the
     self-instruct records in `generated` (Alpaca JSONL), alone or added to persona.data's."""
     if not generate.enabled:
         return ingest(data.format, [Path(data.path)], data.options)
+    if generated is None:
+        raise DataError("persona.generate.enabled is true but no generated records were given")
     records, stats = ingest("alpaca", [generated], {})
     stats = {**stats, "generated": len(records)}
     if generate.add_to_data:
