@@ -115,7 +115,7 @@ class GenerateConfig:
     )  # ... of them seeds; the rest generated, once there are any
     new_tasks: int = bounded(8, gt=0)  # asked per request: Self-Instruct numbers 8 shown + up to 16
     round_size: int = bounded(5, gt=0)  # requests built from one state (both references: 5)
-    concurrency: int = bounded(4, gt=0)  # requests in flight; never changes the output
+    concurrency: int = bounded(4, gt=0)  # in flight, at most round_size; never changes the output
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     filters: SelfInstructFilterConfig = field(default_factory=SelfInstructFilterConfig)
