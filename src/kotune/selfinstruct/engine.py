@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kotune.config import GenerateConfig
 from kotune.errors import KotuneError
@@ -24,6 +24,9 @@ from kotune.selfinstruct.cache import ResponseCache
 from kotune.selfinstruct.filters import REASONS, ContentMorphemes, TaskFilter
 from kotune.selfinstruct.prompts import encode_prompt, parse_answer
 from kotune.selfinstruct.seeds import SeedTask, Task
+
+if TYPE_CHECKING:
+    from kotune.selfinstruct.client import Teacher
 
 SHRINK = 0.8  # the seed's rule (after Alpaca's utils.py): 0.8 × what did not fit
 MIN_MAX_TOKENS = 64  # below this an answer cannot hold one task: give up instead
@@ -76,7 +79,7 @@ class SelfInstruct:
         self.max_tokens = cfg.sampling.max_tokens
         self.requests = 0
         self.replayed = 0  # answers taken from the cache this run
-        self.teacher = None
+        self.teacher: Teacher | None = None
         self.stopped = ""
 
     # ---------------------------------------------------------------- planning (deterministic)
@@ -158,7 +161,7 @@ class SelfInstruct:
             self._filter = TaskFilter(self.cfg.filters, tokens, seeds)
         return self._filter
 
-    def teacher_for(self):
+    def teacher_for(self) -> Teacher:
         if self.teacher is None:
             from kotune.selfinstruct.client import Teacher
 
