@@ -281,35 +281,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf", default="conf")
     p.set_defaults(run=cmd_fit)
 
+    from kotune.config import GenerateConfig  # light: the defaults shown come from the schema
+
+    d = GenerateConfig()
     p = sub.add_parser(
         "selfinstruct",
         help="generate Alpaca records from seed tasks with a teacher at an OpenAI-compatible URL",
     )
     p.add_argument("--seeds", required=True, type=Path, help="seed tasks (JSON array or JSONL)")
-    p.add_argument("--n", type=int, help="stop at N kept records (default 500)")
+    p.add_argument("--n", type=int, help=f"stop at N kept records (default {d.n})")
     p.add_argument(
         "--base-url", required=True, help="the teacher's /v1 URL (kotune serve, vLLM, …)"
     )
     p.add_argument("--model", required=True, help="the teacher's model name on that server")
-    p.add_argument("--api-key-env", help="variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument(
+        "--api-key-env", help=f"variable holding the API key (default {d.teacher.api_key_env})"
+    )
     p.add_argument("--cache", type=Path, help="answers cache (default: OUT with .cache)")
-    p.add_argument("--max-requests", type=int, help="... or stop after M requests (default 1000)")
-    p.add_argument("--concurrency", type=int, help="requests in flight (default 4)")
+    p.add_argument(
+        "--max-requests", type=int, help=f"... or stop after M requests (default {d.max_requests})"
+    )
+    p.add_argument("--concurrency", type=int, help=f"requests in flight (default {d.concurrency})")
     p.add_argument("--metrics", type=Path, help="write counts as JSON here")
-    p.add_argument("--seed", type=int, help="example sampling and request seeds (default 42)")
-    p.add_argument("--examples", type=int, help="k tasks shown per request (default 8)")
-    p.add_argument("--seed-examples", type=int, help="of them seed tasks (default 6)")
-    p.add_argument("--new-tasks", type=int, help="tasks asked per request (default 8)")
-    p.add_argument("--round-size", type=int, help="requests planned together (default 5)")
-    p.add_argument("--temperature", type=float, help="default 0.7 (Self-Instruct)")
-    p.add_argument("--top-p", type=float, help="default 0.5 (Self-Instruct)")
-    p.add_argument("--presence-penalty", type=float, help="default 2.0 (Self-Instruct)")
-    p.add_argument("--frequency-penalty", type=float, help="default 0.0 (Self-Instruct)")
-    p.add_argument("--max-tokens", type=int, help="per answer, default 3072 (Alpaca)")
-    p.add_argument("--rouge-l", type=float, help="drop at this similarity (default 0.7)")
-    p.add_argument("--timeout", type=float, help="seconds per request (default 300)")
-    p.add_argument("--max-retries", type=int, help="on 429/5xx/time-outs (default 8)")
-    p.add_argument("--backoff", type=float, help="first retry wait in seconds (default 1)")
+    p.add_argument("--seed", type=int, help=f"example sampling, request seeds (default {d.seed})")
+    p.add_argument("--examples", type=int, help=f"k tasks shown per request (default {d.examples})")
+    p.add_argument("--seed-examples", type=int, help=f"of them seeds (default {d.seed_examples})")
+    p.add_argument("--new-tasks", type=int, help=f"asked per request (default {d.new_tasks})")
+    p.add_argument(
+        "--round-size",
+        type=int,
+        help=f"requests planned together, the most in flight (default {d.round_size})",
+    )
+    sampling, teacher = d.sampling, d.teacher
+    p.add_argument(
+        "--temperature", type=float, help=f"default {sampling.temperature} (Self-Instruct)"
+    )
+    p.add_argument("--top-p", type=float, help=f"default {sampling.top_p} (Self-Instruct)")
+    p.add_argument(
+        "--presence-penalty",
+        type=float,
+        help=f"default {sampling.presence_penalty} (Self-Instruct)",
+    )
+    p.add_argument(
+        "--frequency-penalty",
+        type=float,
+        help=f"default {sampling.frequency_penalty} (Self-Instruct)",
+    )
+    p.add_argument(
+        "--max-tokens", type=int, help=f"per answer, default {sampling.max_tokens} (Alpaca)"
+    )
+    p.add_argument(
+        "--rouge-l", type=float, help=f"drop at this similarity (default {d.filters.rouge_l})"
+    )
+    p.add_argument(
+        "--timeout", type=float, help=f"seconds per request (default {teacher.timeout_s:g})"
+    )
+    p.add_argument(
+        "--max-retries", type=int, help=f"on 429/5xx/time-outs (default {teacher.max_retries})"
+    )
+    p.add_argument(
+        "--backoff", type=float, help=f"first retry wait in seconds (default {teacher.backoff_s:g})"
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="Alpaca records (JSONL)")
     p.set_defaults(run=cmd_selfinstruct)
     return parser
