@@ -320,12 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--presence-penalty",
         type=float,
-        help=f"default {sampling.presence_penalty} (Self-Instruct)",
+        help=f"default {sampling.presence_penalty} (Alpaca)",
     )
     p.add_argument(
         "--frequency-penalty",
         type=float,
-        help=f"default {sampling.frequency_penalty} (Self-Instruct)",
+        help=f"default {sampling.frequency_penalty} (Alpaca)",
     )
     p.add_argument(
         "--max-tokens", type=int, help=f"per answer, default {sampling.max_tokens} (Alpaca)"

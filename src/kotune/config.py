@@ -82,8 +82,10 @@ class TeacherConfig:
 class SamplingConfig:
     temperature: float = bounded(0.7, ge=0)  # Self-Instruct (Alpaca: 1.0)
     top_p: float = bounded(0.5, gt=0, le=1)  # Self-Instruct (Alpaca: 1.0)
-    presence_penalty: float = bounded(2.0, ge=-2, le=2)  # Self-Instruct: pushes new words
-    frequency_penalty: float = bounded(0.0, ge=-2, le=2)  # Self-Instruct
+    # Alpaca's 0 (Self-Instruct used presence 2.0): a server without penalties (kotune serve)
+    # refuses any other value, so penalties are sent only when set
+    presence_penalty: float = bounded(0.0, ge=-2, le=2)
+    frequency_penalty: float = bounded(0.0, ge=-2, le=2)  # both references: 0
     # Alpaca's 3072: one request writes whole tasks (instruction, input, output), as in Alpaca;
     # Self-Instruct's 1024 was for instructions alone. Shrunk by 0.8 when even one example
     # leaves no room (the seed's rule).

@@ -122,6 +122,7 @@ class ScriptedTeacher:
         context_style: str = "openai",
         delay_s: float = 0.0,
         answer=answer_for,
+        refuse_penalties: bool = False,
     ) -> None:
         self.model = model
         self.api_key = api_key
@@ -129,6 +130,7 @@ class ScriptedTeacher:
         self.context_style = context_style
         self.delay_s = delay_s
         self.answer = answer
+        self.refuse_penalties = refuse_penalties
         self.faults: list[tuple[int, float | None]] = []
         self.requests: list[dict[str, Any]] = []  # chat bodies, in arrival order
         self.statuses: list[int] = []
@@ -182,6 +184,15 @@ class ScriptedTeacher:
             extra = {"Retry-After": str(retry_after)} if retry_after is not None else {}
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
             return status, extra, error(f"scripted {status}", kind, kind)
+        for param in ("presence_penalty", "frequency_penalty"):  # as kotune serve: refused by name
+            if self.refuse_penalties and body.get(param):
+                return (
+                    400,
+                    {},
+                    error(
+                        f"'{param}' is not supported by this server", "invalid_request_error", None
+                    ),
+                )
         if body.get("model") != self.model:
             return (
                 404,

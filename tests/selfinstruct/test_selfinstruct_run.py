@@ -173,3 +173,19 @@ def test_a_teacher_failing_mid_run_keeps_the_records_so_far(tmp_path, kiwi, teac
         run(cfg, tmp_path, kiwi)
     records = (tmp_path / "gen.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(records) > 0  # from the 4 requests answered before the server went down
+
+
+def test_penalties_are_sent_only_when_set(tmp_path, kiwi):
+    """A server without penalties (kotune serve refuses them by name) works on the defaults; a
+    penalty it cannot honour is its one-line refusal, not a silent change."""
+    with ScriptedTeacher(refuse_penalties=True) as server:
+        run(config(server, n=2), tmp_path / "defaults", kiwi)
+        assert all(
+            "presence_penalty" not in r and "frequency_penalty" not in r for r in server.requests
+        )
+        penalised = config(server, n=2, sampling=SamplingConfig(presence_penalty=2.0))
+        with pytest.raises(
+            KotuneError, match="refused the request .400: 'presence_penalty' is not supported"
+        ):
+            run(penalised, tmp_path / "penalised", kiwi)
+        assert server.requests[-1]["presence_penalty"] == 2.0

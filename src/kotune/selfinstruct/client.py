@@ -57,6 +57,16 @@ def one_line(text: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def server_message(error: Any) -> str:
+    """What the server said, without the client's `Error code: 400 - ` prefix."""
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner.get("message"), str):
+            return one_line(inner["message"])
+    return one_line(re.sub(r"^Error code: \d+ - ", "", str(getattr(error, "message", error))))
+
+
 def resolve_api_key(env_name: str, *, required: bool) -> str:
     """The key from the environment variable `env_name` (never from params or the command
     line, which end up in shell history, dvc.lock and git). Unset: NO_KEY, or an error if the
@@ -132,7 +142,7 @@ class Teacher:
         except (errors.AuthenticationError, errors.PermissionDeniedError) as error:
             raise KotuneError(
                 f"{self._where()} refused the API key from ${self.cfg.api_key_env} "
-                f"({error.status_code}: {one_line(error.message)})"
+                f"({error.status_code}: {server_message(error)})"
             ) from None
         except errors.APIStatusError:
             served = None  # no /models here (some gateways): the first request will tell
@@ -171,22 +181,22 @@ class Teacher:
                         "error": {
                             "status": status,
                             "code": "context_length_exceeded",
-                            "message": one_line(error.message, 500),
+                            "message": server_message(error),
                         }
                     }
                 if status in (401, 403):
                     raise KotuneError(
                         f"{self._where()} refused the API key from ${self.cfg.api_key_env} "
-                        f"({status}: {one_line(error.message)})"
+                        f"({status}: {server_message(error)})"
                     ) from None
                 if status == 404:
                     raise KotuneError(
                         f"{self._where()}: 404 for model {request['model']} (a wrong --model, or "
-                        f"a --base-url without /v1?): {one_line(error.message)}"
+                        f"a --base-url without /v1?): {server_message(error)}"
                     ) from None
                 if status not in RETRY_STATUSES and status < 500:
                     raise KotuneError(
-                        f"{self._where()} refused the request ({status}: {one_line(error.message)})"
+                        f"{self._where()} refused the request ({status}: {server_message(error)})"
                     ) from None
                 failure = error
             if attempt == self.cfg.max_retries:
@@ -206,5 +216,6 @@ class Teacher:
 
 def describe(error: Exception) -> str:
     status = getattr(error, "status_code", None)
-    message = getattr(error, "message", None) or str(error)
-    return one_line(f"{status}: {message}" if status else f"{type(error).__name__}: {message}")
+    if status:
+        return f"{status}: {server_message(error)}"
+    return one_line(f"{type(error).__name__}: {getattr(error, 'message', None) or error}")

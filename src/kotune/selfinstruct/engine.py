@@ -100,16 +100,19 @@ class SelfInstruct:
         """Exactly what is sent (and what the cache is keyed by)."""
         sampling = self.cfg.sampling
         prompt = encode_prompt(plan.examples[:examples], self.cfg.new_tasks)
-        return {
+        request = {
             "model": self.cfg.teacher.model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
-            "presence_penalty": sampling.presence_penalty,
-            "frequency_penalty": sampling.frequency_penalty,
             "max_tokens": max_tokens,
             "seed": request_seed(self.cfg.seed, plan.number),
         }
+        # 0 is the API's default: left out, so servers without penalties accept the request
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(sampling, name):
+                request[name] = getattr(sampling, name)
+        return request
 
     # ---------------------------------------------------------------- asking
 
