@@ -94,7 +94,9 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class SelfInstructFilterConfig:
-    rouge_l: float = bounded(0.7, gt=0, le=1)  # both references: similar at ROUGE-L 0.7
+    rouge_l: float = bounded(
+        0.7, gt=0, le=1
+    )  # both references' 0.7 (they drop > 0.7; kotune >= 0.7)
     # Korean has no word count to borrow (the references drop <= 3 or > 150 English words):
     # characters without spaces; the seed's own dataset has instructions of 4–302 characters
     min_instruction_chars: int = bounded(4, ge=1)
