@@ -1,8 +1,10 @@
 """Stage ingest: the persona's raw data in its format → conversation records.
 
-    python stages/ingest.py --out data/interim/conversations.jsonl --metrics metrics/ingest.json
+    python stages/ingest.py --generated data/generated/selfinstruct.jsonl
+      --out data/interim/conversations.jsonl --metrics metrics/ingest.json
 
-Reads params `persona` (data.format, data.path, data.options) and the files under data.path.
+Reads params `persona.data` (format, path, options) and `persona.generate` (enabled,
+add_to_data), the files under data.path and, when generation is enabled, the generated records.
 """
 
 import argparse
@@ -12,12 +14,11 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
 from kotune.files import write_json, write_jsonl
-from kotune.ingest import ingest
+from kotune.ingest import ingest_persona
 
 
-def main(cfg: Config, out: Path, metrics: Path) -> None:
-    data = cfg.persona.data
-    records, stats = ingest(data.format, [Path(data.path)], data.options)
+def main(cfg: Config, generated: Path | None, out: Path, metrics: Path) -> None:
+    records, stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated)
     write_jsonl(out, records)
     write_json(metrics, stats)
     print(f"ingest: {stats['conversations']} conversations, {stats['examples']} examples")
@@ -25,7 +26,8 @@ def main(cfg: Config, out: Path, metrics: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generated", type=Path, help="the generate stage's records")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args()
-    run_cli(lambda: main(load_config(), args.out, args.metrics))
+    run_cli(lambda: main(load_config(), args.generated, args.out, args.metrics))

@@ -13,8 +13,18 @@ PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
 STAGES = list(PIPELINE["stages"])
 
 
-def test_the_chain_is_exactly_the_eight_stages_in_order():
-    assert STAGES == ["ingest", "clean", "split", "base", "tokenize", "train", "evaluate", "export"]
+def test_the_chain_is_exactly_the_nine_stages_in_order():
+    assert STAGES == [
+        "generate",
+        "ingest",
+        "clean",
+        "split",
+        "base",
+        "tokenize",
+        "train",
+        "evaluate",
+        "export",
+    ]
 
 
 def outs(stage: dict) -> set[str]:

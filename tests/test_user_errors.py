@@ -42,7 +42,39 @@ DATA_CASES = [
 ]
 
 # --- outputs, params and commands ------------------------------------------------------------
-COMMAND_CASES: list = []
+SEED = '{"id": "t1", "name": "n", "instruction": "간식 추천해 줘", "is_classification": false, '
+SELFINSTRUCT = [
+    "selfinstruct",
+    "--seeds",
+    "{tmp}/seeds.json",
+    "--model",
+    "m",
+    "-o",
+    "{tmp}/out.jsonl",
+]
+COMMAND_CASES: list = [
+    (
+        "selfinstruct-seed-missing-field",
+        {"seeds.json": "[\n" + SEED + '"instances": [{"input": ""}]}\n]\n'},
+        [*SELFINSTRUCT, "--base-url", "http://127.0.0.1:9/v1"],
+        "seeds.json:2 (id t1): instances[0]: missing field 'output'",
+        ["out.jsonl", "out.cache"],
+    ),
+    (
+        "selfinstruct-unreachable-teacher",
+        {"seeds.json": "[" + SEED + '"instances": [{"input": "", "output": "젤리"}]}]'},
+        [*SELFINSTRUCT, "--base-url", "http://127.0.0.1:9/v1"],
+        "--base-url http://127.0.0.1:9/v1: cannot reach the teacher",
+        ["out.jsonl", "out.cache"],
+    ),
+    (
+        "selfinstruct-flag-out-of-range",
+        {"seeds.json": "[]"},
+        [*SELFINSTRUCT, "--base-url", "http://127.0.0.1:9/v1", "--concurrency", "0"],
+        "--concurrency must be > 0, got 0",
+        ["out.jsonl", "out.cache"],
+    ),
+]
 
 # --- chat, serve and adapters ----------------------------------------------------------------
 ADAPTER_SETTINGS = json.dumps(

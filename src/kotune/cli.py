@@ -155,6 +155,77 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 1
 
 
+# flag → its key in GenerateConfig (persona.generate in params), for `kotune selfinstruct`
+SELFINSTRUCT_FLAGS = {
+    "seeds": "seeds",
+    "n": "n",
+    "max_requests": "max_requests",
+    "concurrency": "concurrency",
+    "seed": "seed",
+    "examples": "examples",
+    "seed_examples": "seed_examples",
+    "new_tasks": "new_tasks",
+    "round_size": "round_size",
+    "base_url": "teacher.base_url",
+    "model": "teacher.model",
+    "api_key_env": "teacher.api_key_env",
+    "timeout": "teacher.timeout_s",
+    "max_retries": "teacher.max_retries",
+    "backoff": "teacher.backoff_s",
+    "temperature": "sampling.temperature",
+    "top_p": "sampling.top_p",
+    "presence_penalty": "sampling.presence_penalty",
+    "frequency_penalty": "sampling.frequency_penalty",
+    "max_tokens": "sampling.max_tokens",
+    "rouge_l": "filters.rouge_l",
+}
+
+
+def cmd_selfinstruct(args: argparse.Namespace) -> int:
+    from kotune.config import GenerateConfig, build_section, check_generate
+    from kotune.errors import ConfigError
+    from kotune.selfinstruct.client import resolve_api_key
+    from kotune.selfinstruct.run import generate_files
+
+    data: dict = {"enabled": True}
+    for flag, dotted in SELFINSTRUCT_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = str(value) if isinstance(value, Path) else value
+    flags = {dotted: f"--{flag.replace('_', '-')}" for flag, dotted in SELFINSTRUCT_FLAGS.items()}
+    try:
+        cfg = build_section(GenerateConfig, data, "")
+        check_generate(cfg, lambda key: flags.get(key, key))
+    except ConfigError as error:  # a bound broken: name the flag, not the params key
+        key, _, rest = str(error).partition(" ")
+        raise KotuneError(f"{flags.get(key, key)} {rest}") from None
+    api_key = resolve_api_key(cfg.teacher.api_key_env, required=args.api_key_env is not None)
+    cache = args.cache or args.output.with_suffix(".cache")
+    try:
+        run = generate_files(cfg, args.output, cache, args.metrics, api_key)
+    except KeyboardInterrupt:
+        print(
+            f"kotune: stopped; the records so far are in {args.output} and every answer in "
+            f"{cache}: run the same command again to continue",
+            file=sys.stderr,
+        )
+        raise
+    teacher = run.teacher
+    asked = f"{teacher.calls} HTTP calls, {teacher.retries} retries" if teacher else "no server"
+    print(
+        f"selfinstruct: {len(run.kept)} records from {run.requests} requests "
+        f"({run.replayed} answers from {cache}, {asked}); stopped at {run.stopped}",
+        file=sys.stderr,
+    )
+    print(json.dumps(run.metrics(), sort_keys=True), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kotune", description="Korean persona chatbots: data steps, scoring and chat."
@@ -220,6 +291,70 @@ def build_parser() -> argparse.ArgumentParser:
     from kotune.serving.admin import add_users_parser
 
     add_users_parser(sub)
+
+    from kotune.config import GenerateConfig  # light: the defaults shown come from the schema
+
+    d = GenerateConfig()
+    p = sub.add_parser(
+        "selfinstruct",
+        help="generate Alpaca records from seed tasks with a teacher at an OpenAI-compatible URL",
+    )
+    p.add_argument("--seeds", required=True, type=Path, help="seed tasks (JSON array or JSONL)")
+    p.add_argument("--n", type=int, help=f"stop at N kept records (default {d.n})")
+    p.add_argument(
+        "--base-url", required=True, help="the teacher's /v1 URL (kotune serve, vLLM, …)"
+    )
+    p.add_argument("--model", required=True, help="the teacher's model name on that server")
+    p.add_argument(
+        "--api-key-env", help=f"variable holding the API key (default {d.teacher.api_key_env})"
+    )
+    p.add_argument("--cache", type=Path, help="answers cache (default: OUT with .cache)")
+    p.add_argument(
+        "--max-requests", type=int, help=f"... or stop after M requests (default {d.max_requests})"
+    )
+    p.add_argument("--concurrency", type=int, help=f"requests in flight (default {d.concurrency})")
+    p.add_argument("--metrics", type=Path, help="write counts as JSON here")
+    p.add_argument("--seed", type=int, help=f"example sampling, request seeds (default {d.seed})")
+    p.add_argument("--examples", type=int, help=f"k tasks shown per request (default {d.examples})")
+    p.add_argument("--seed-examples", type=int, help=f"of them seeds (default {d.seed_examples})")
+    p.add_argument("--new-tasks", type=int, help=f"asked per request (default {d.new_tasks})")
+    p.add_argument(
+        "--round-size",
+        type=int,
+        help=f"requests planned together, the most in flight (default {d.round_size})",
+    )
+    sampling, teacher = d.sampling, d.teacher
+    p.add_argument(
+        "--temperature", type=float, help=f"default {sampling.temperature} (Self-Instruct)"
+    )
+    p.add_argument("--top-p", type=float, help=f"default {sampling.top_p} (Self-Instruct)")
+    p.add_argument(
+        "--presence-penalty",
+        type=float,
+        help=f"default {sampling.presence_penalty} (Alpaca)",
+    )
+    p.add_argument(
+        "--frequency-penalty",
+        type=float,
+        help=f"default {sampling.frequency_penalty} (Alpaca)",
+    )
+    p.add_argument(
+        "--max-tokens", type=int, help=f"per answer, default {sampling.max_tokens} (Alpaca)"
+    )
+    p.add_argument(
+        "--rouge-l", type=float, help=f"drop at this similarity (default {d.filters.rouge_l})"
+    )
+    p.add_argument(
+        "--timeout", type=float, help=f"seconds per request (default {teacher.timeout_s:g})"
+    )
+    p.add_argument(
+        "--max-retries", type=int, help=f"on 429/5xx/time-outs (default {teacher.max_retries})"
+    )
+    p.add_argument(
+        "--backoff", type=float, help=f"first retry wait in seconds (default {teacher.backoff_s:g})"
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="Alpaca records (JSONL)")
+    p.set_defaults(run=cmd_selfinstruct)
     return parser
 
 

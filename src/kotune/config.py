@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,70 @@ class PiiConfig:
     kiwi_names: bool = False  # also Kiwi proper nouns before a person cue (민지야, 준호씨): slower
 
 
+# ---------------------------------------------------------------------------- persona.generate
+# Self-instruct (kotune.selfinstruct): a teacher behind any OpenAI-compatible URL writes new
+# Alpaca records from seed tasks. Defaults are the references' values: Self-Instruct's
+# bootstrap_instructions.py (yizhongw/self-instruct) and Stanford Alpaca's generate_instruction.py.
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible /v1 (kotune serve, vLLM)
+    model: str = ""  # the name the server knows the teacher by (required when enabled)
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key: never the key itself
+    timeout_s: float = bounded(300.0, gt=0)  # one request, generation included
+    max_retries: int = bounded(8, ge=0)  # on 429, 5xx, time-outs and dropped connections
+    backoff_s: float = bounded(1.0, gt=0)  # first wait; doubles each retry, full jitter
+    max_backoff_s: float = bounded(60.0, gt=0)  # 1 × 2^6 = 64 s: capped from the 7th retry on
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = bounded(0.7, ge=0)  # Self-Instruct (Alpaca: 1.0)
+    top_p: float = bounded(0.5, gt=0, le=1)  # Self-Instruct (Alpaca: 1.0)
+    # Alpaca's 0 (Self-Instruct used presence 2.0): a server without penalties (kotune serve)
+    # refuses any other value, so penalties are sent only when set
+    presence_penalty: float = bounded(0.0, ge=-2, le=2)
+    frequency_penalty: float = bounded(0.0, ge=-2, le=2)  # both references: 0
+    # Alpaca's 3072: one request writes whole tasks (instruction, input, output), as in Alpaca;
+    # Self-Instruct's 1024 was for instructions alone. Shrunk by 0.8 when even one example
+    # leaves no room (the seed's rule).
+    max_tokens: int = bounded(3072, gt=0)
+
+
+@dataclass(frozen=True)
+class SelfInstructFilterConfig:
+    rouge_l: float = bounded(
+        0.7, gt=0, le=1
+    )  # both references' 0.7 (they drop > 0.7; kotune >= 0.7)
+    # Korean has no word count to borrow (the references drop <= 3 or > 150 English words):
+    # characters without spaces; the seed's own dataset has instructions of 4–302 characters
+    min_instruction_chars: int = bounded(4, ge=1)
+    max_instruction_chars: int = bounded(300, gt=0)
+    min_output_chars: int = bounded(2, ge=1)  # output: every character, as clean counts a turn
+    max_output_chars: int = bounded(2000, gt=0)  # clean.max_chars: longer turns are dropped there
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    enabled: bool = False  # false: the persona's data is persona.data alone; no teacher is asked
+    add_to_data: bool = False  # true: generated records join persona.data's; false: replace them
+    seeds: str = "data/raw/menu/seed_tasks.json"  # seed tasks (id, name, instruction, instances)
+    n: int = bounded(500, gt=0)  # stop at n kept records (the seed generated 500+) ...
+    max_requests: int = bounded(1000, gt=0)  # ... or after this many requests, whichever first
+    seed: int = 42  # example sampling and the per-request seed sent to the teacher
+    examples: int = bounded(8, gt=0)  # k tasks shown per request (Self-Instruct: 8) ...
+    seed_examples: int = bounded(
+        6, ge=0
+    )  # ... of them seeds; the rest generated, once there are any
+    new_tasks: int = bounded(8, gt=0)  # asked per request: Self-Instruct numbers 8 shown + up to 16
+    round_size: int = bounded(5, gt=0)  # requests built from one state (both references: 5)
+    concurrency: int = bounded(4, gt=0)  # in flight, at most round_size; never changes the output
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    filters: SelfInstructFilterConfig = field(default_factory=SelfInstructFilterConfig)
+
+
 @dataclass(frozen=True)
 class PersonaConfig:
     name: str
@@ -73,6 +138,8 @@ class PersonaConfig:
     display_name: str = ""
     description: str = ""
     preferences: bool = False
+
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 
 # ---------------------------------------------------------------------------- model
@@ -317,6 +384,7 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError(
             f"gpu.optimizer {cfg.gpu.optimizer} needs CUDA; use adamw_torch on the CPU"
         )
+    check_generate(cfg.persona.generate, lambda key: f"persona.generate.{key}")
     if cfg.gpu.device == "cpu" and cfg.gpu.compute_dtype == "float16":
         raise ConfigError("gpu.compute_dtype float16 is not supported on gpu.device cpu")
 
@@ -337,6 +405,33 @@ def _check_gpu(gpu: GpuConfig) -> None:
         raise ConfigError("gpu.compile must be false with gpu.distributed fsdp (not supported)")
     if gpu.liger and gpu.device != "cuda":
         raise ConfigError("gpu.liger needs gpu.device cuda (Liger's kernels are Triton)")
+
+
+def check_generate(gen: GenerateConfig, name: Callable[[str], str]) -> None:
+    """Cross-field rules of a self-instruct section; `name` shows a key as the user wrote it
+    (`persona.generate.n` in params, `--n` on the command line)."""
+    if gen.seed_examples > gen.examples:
+        raise ConfigError(
+            f"{name('seed_examples')} ({gen.seed_examples}) must be <= {name('examples')} "
+            f"({gen.examples})"
+        )
+    filters = gen.filters
+    if filters.min_instruction_chars > filters.max_instruction_chars:
+        raise ConfigError(
+            f"{name('filters.min_instruction_chars')} must be <= "
+            f"{name('filters.max_instruction_chars')}"
+        )
+    if filters.min_output_chars > filters.max_output_chars:
+        raise ConfigError(
+            f"{name('filters.min_output_chars')} must be <= {name('filters.max_output_chars')}"
+        )
+    if gen.enabled and not gen.teacher.model:
+        raise ConfigError(f"{name('teacher.model')} is required when generation is enabled")
+    if not gen.teacher.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{name('teacher.base_url')} must start with http:// or https://, "
+            f"got {gen.teacher.base_url!r}"
+        )
 
 
 # ---------------------------------------------------------------------------- the builder

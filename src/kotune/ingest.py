@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kotune.errors import DataError
 from kotune.files import paused_gc, read_json, read_jsonl
 from kotune.formats import FORMATS
 from kotune.records import check_record, count_messages
+
+if TYPE_CHECKING:
+    from kotune.config import DataSourceConfig, GenerateConfig
 
 
 def input_files(path: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -84,4 +87,28 @@ def ingest(
         kind = record.get("meta", {}).get("kind")
         if kind:
             stats[f"kind_{kind}"] = stats.get(f"kind_{kind}", 0) + 1
+    return records, dict(sorted(stats.items()))
+
+
+def ingest_persona(
+    data: DataSourceConfig, generate: GenerateConfig, generated: str | Path | None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The persona's records: persona.data's, or, when persona.generate is enabled, the
+    self-instruct records in `generated` (Alpaca JSONL), alone or added to persona.data's."""
+    if not generate.enabled:
+        return ingest(data.format, [Path(data.path)], data.options)
+    if generated is None:
+        raise DataError("persona.generate.enabled is true but no generated records were given")
+    records, stats = ingest("alpaca", [generated], {})
+    stats = {**stats, "generated": len(records)}
+    if generate.add_to_data:
+        more, more_stats = ingest(data.format, [Path(data.path)], data.options)
+        ids = {record["id"] for record in records}
+        clash = next((r["id"] for r in more if r["id"] in ids), None)
+        if clash is not None:
+            raise DataError(f"record id '{clash}' is both in {generated} and in {data.path}")
+        records += more
+        totals: Counter = Counter(stats)
+        totals.update(more_stats)
+        stats = dict(totals)
     return records, dict(sorted(stats.items()))

@@ -21,6 +21,10 @@ class KiwiMorphemes:
     def tokenize(self, text: str) -> list[str]:
         return [token.form for token in self.kiwi.tokenize(text)]
 
+    def tagged(self, text: str) -> list[tuple[str, str]]:
+        """(surface form, Sejong tag) of each morpheme: `추천해 줘` → (추천, NNG), (하, XSV), …"""
+        return [(token.form, token.tag) for token in self.kiwi.tokenize(text)]
+
 
 def score(predictions: list[str], references: list[str]) -> dict[str, Any]:
     """Corpus scores of `predictions` against `references` (same order)."""
