@@ -7,10 +7,19 @@ STAMP := $(VENV)/.installed
 # dvc.yaml runs `python stages/…`: that python must be the project's
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test test-fast lint format params setup clean-venv
+.PHONY: run exp test test-fast lint format params setup clean-venv
 
+# params.yaml is checked whole first: a key no stage reads (a typo) is reported, not ignored
 run: $(STAMP)
+	python -m kotune.config check params.yaml
 	dvc repro
+
+# `dvc exp run ARGS`, its -S overrides checked first (one line for an unknown key or option,
+# where DVC prints "unexpected error" and Hydra's message); Ctrl-C ends make with status 130.
+#   make exp ARGS='-S train.lr=5e-4 -S train.lora.r=16'
+exp: $(STAMP)
+	python -m kotune.config check-exp $(ARGS)
+	dvc exp run $(ARGS)
 
 test: $(STAMP)
 	python -m pytest -q
