@@ -111,8 +111,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from kotune.config import compose, parse_config
+    from kotune.config import parse_config
     from kotune.modeling.memory import estimate_for, suggestions
+    from kotune.overrides import compose_overrides as compose
 
     conf = Path(args.conf)
     if args.all:

@@ -423,28 +423,13 @@ def to_dict(section: Any) -> dict[str, Any]:
 
 
 def compose(overrides: list[str] | None = None, conf_dir: str | Path = "conf") -> dict[str, Any]:
-    """Compose conf/ with Hydra overrides, as `dvc exp run -S …` does, into plain data.
-
-    An override Hydra cannot apply is a ConfigError of one line naming the override and what
-    exists instead (Hydra's own message is a traceback and a search path)."""
-    from hydra.errors import HydraException
-
-    overrides = list(overrides or [])
-    try:
-        return hydra_compose(overrides, conf_dir)
-    except HydraException as error:
-        from kotune.overrides import composition_error
-
-        raise ConfigError(composition_error(error, overrides, conf_dir)) from None
-
-
-def hydra_compose(overrides: list[str], conf_dir: str | Path) -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides, as `dvc exp run -S …` does, into plain data."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
     OmegaConf.resolve(cfg)
     return OmegaConf.to_object(cfg)
 
@@ -456,11 +441,9 @@ def _main() -> None:
     p_compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. persona=mencius")
     p_compose.add_argument("--conf", default="conf")
     p_compose.add_argument("--out", default="params.yaml")
-    p_check = sub.add_parser("check", help="validate a params file (every key, read or not)")
+    p_check = sub.add_parser("check", help="validate a params file")
     p_check.add_argument("path", nargs="?", default="params.yaml")
-    p_exp = sub.add_parser("check-exp", help="validate `dvc exp run` arguments' compositions")
-    p_exp.add_argument("--conf", default="conf")
-    args, rest = parser.parse_known_args()
+    args = parser.parse_args()
     if args.command == "compose":
         from dvc.utils.hydra import compose_and_dump
 
@@ -470,16 +453,9 @@ def _main() -> None:
             args.out, str(Path(args.conf).resolve()), None, "config", ".", args.overrides
         )
         print(f"wrote {args.out}")
-    elif args.command == "check":
+    else:
         load_config(args.path)
         print(f"{args.path}: ok")
-    else:
-        from kotune.overrides import check_exp_run
-
-        checked = check_exp_run(rest, args.conf)
-        print(f"params: ok ({checked} configuration{'s' if checked > 1 else ''})")
-    if rest and args.command != "check-exp":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kotune.config import ConfigError, compose, hydra_compose, parse_config
+from kotune.config import ConfigError, compose, parse_config
+
+
+def compose_overrides(overrides: list[str], conf_dir: str | Path = "conf") -> dict[str, Any]:
+    """kotune.config.compose for overrides a user typed: a failure is one ConfigError line."""
+    from hydra.errors import HydraException
+
+    try:
+        return compose(overrides, conf_dir)
+    except HydraException as error:
+        raise ConfigError(composition_error(error, overrides, conf_dir)) from None
 
 
 def composition_error(error: Exception, overrides: list[str], conf_dir: str | Path) -> str:
@@ -34,9 +44,9 @@ def composition_error(error: Exception, overrides: list[str], conf_dir: str | Pa
         given = next((o for o in overrides if o.split("=", 1)[0] == key), key)
         others = [o for o in overrides if o != given]
         try:
-            composed = hydra_compose(others, conf_dir)
+            composed = compose(others, conf_dir)
         except Exception:  # another override fails too: it gets its own message next time
-            composed = hydra_compose([], conf_dir)
+            composed = compose([], conf_dir)
         return _unknown_key(key.replace("/", "."), given, composed)
     ambiguous = re.match(r"Ambiguous value for argument '([^']+)'", first_line)
     if ambiguous:
@@ -86,9 +96,26 @@ def check_exp_run(argv: list[str], conf_dir: str | Path = "conf") -> int:
     for point in points:
         chosen = point.get("params.yaml", [])
         try:
-            parse_config(compose(chosen, conf_dir))
+            parse_config(compose_overrides(chosen, conf_dir))
         except ConfigError as error:
             if "override '" in str(error) or not chosen:
                 raise
             raise ConfigError(f"-S {' -S '.join(chosen)}: {error}") from None
     return len(points)
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m kotune.overrides",
+        description="check `dvc exp run` arguments before DVC composes them (make exp)",
+    )
+    parser.add_argument("--conf", default="conf")
+    args, rest = parser.parse_known_args()
+    checked = check_exp_run(rest, args.conf)
+    print(f"params: ok ({checked} configuration{'s' if checked > 1 else ''})")
+
+
+if __name__ == "__main__":
+    from kotune.errors import run_cli
+
+    run_cli(_main)
