@@ -23,6 +23,9 @@ from kotune.tokenizing import tokenize_split
 
 def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: Path) -> None:
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # "Saving the dataset (1/1 shards)" for a file written in a blink
 
     tokenizer = load_tokenizer(*base_location(base, read_manifest(base)))
     builder = config_prompt_builder(tokenizer, cfg)

@@ -258,3 +258,20 @@ def test_read_jsonl_names_the_line_of_a_byte_that_is_not_utf8(tmp_path):
     assert next(rows) == (3, {"b": "한"})
     with pytest.raises(DataError, match=r"x.jsonl:4: not UTF-8 text \(byte 0xc7 at column 8\)"):
         next(rows)
+
+
+def test_an_os_error_inside_a_folder_output_names_the_output_not_the_temporary(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    full = os.strerror(errno.ENOSPC)
+    with (
+        pytest.raises(DataError, match=rf"^models/base: cannot write: {full}$"),
+        atomic_dir(Path("models/base")) as tmp,
+    ):
+        tmp.mkdir()
+        raise OSError(errno.ENOSPC, full, str(tmp / "model.safetensors"))
+    assert list(tmp_path.iterdir()) == []  # models/ was made for it, and is gone with it
+    source = tmp_path / "in.jsonl"  # an input's error inside the block stays about the input
+    with pytest.raises(FileNotFoundError), atomic_file(tmp_path / "out.jsonl"):
+        source.read_text()

@@ -133,11 +133,14 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _output_error(path: Path, error: OSError, tmp: Path) -> OSError | DataError:
-    """An OS error about the output (or its temporary) as one line naming the output; any other
-    (an input read inside the block) is left as it is."""
-    if error.filename not in (None, str(tmp), str(tmp.parent)):
-        return error
+def _output_error(path: Path, error: OSError, temporary: Path) -> OSError | DataError:
+    """An OS error about the output (its temporary, or anything inside a temporary folder) as
+    one line naming the output; any other (an input read inside the block) is left as it is."""
+    if error.filename is not None:
+        named = Path(os.path.abspath(os.fsdecode(error.filename)))
+        inside = Path(os.path.abspath(temporary))
+        if named != inside and inside not in named.parents:
+            return error
     return DataError(f"{path}: cannot write: {error.strerror or error}")
 
 
@@ -218,7 +221,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty(created)
         if isinstance(error, OSError):
-            raise _output_error(path, error, tmp) from None
+            raise _output_error(path, error, workdir) from None
         raise
     shutil.rmtree(workdir, ignore_errors=True)
 
