@@ -186,6 +186,13 @@ def quiet_progress() -> Any:
         def on_log(self, args, state, control, logs=None, **kwargs):
             pass
 
+        def on_interrupt(self) -> None:
+            """Ctrl-C: end the bar's line, so that what is said next starts a line of its own."""
+            for bar in (self.prediction_bar, self.training_bar):
+                if bar is not None:
+                    bar.close()
+            self.prediction_bar = self.training_bar = None
+
     return QuietProgress()
 
 
@@ -285,7 +292,8 @@ def train_adapter(
     from transformers.trainer_callback import ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(quiet_progress())
+    progress = quiet_progress()
+    trainer.add_callback(progress)
     start = time.perf_counter()
     if resume_from is not None and run_finished(resume_from):
         # the run had ended (max_steps or early stopping): report it as it was, without training
@@ -298,6 +306,7 @@ def train_adapter(
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except KeyboardInterrupt:
+            progress.on_interrupt()
             raise TrainingStopped(
                 trainer.state.global_step, last_checkpoint(checkpoints_dir)
             ) from None
