@@ -289,9 +289,10 @@ def train_adapter(
         data_collator=data_collator(cfg.gpu.packing, tokenizer),
         callbacks=callbacks,
     )
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # its choice when transformers logs errors only
     progress = quiet_progress()
     trainer.add_callback(progress)
     start = time.perf_counter()
