@@ -4,19 +4,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the page template `dvc plots show` fills (.dvc/config): Vega inlined, so plots draw offline
+PLOTPAGE := .dvc/plots/offline.html
 # dvc.yaml runs `python stages/…`: that python must be the project's
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-fast lint format params setup clean-venv
+.PHONY: run exp test test-fast lint format params setup clean-venv
 
-run: $(STAMP)
+# params.yaml is checked whole first: a key no stage reads (a typo) is reported, not ignored
+run: $(STAMP) $(PLOTPAGE)
+	python -m kotune.config check params.yaml
 	dvc repro
 
-test: $(STAMP)
+# `dvc exp run ARGS`, its -S overrides checked first (one line for an unknown key or option,
+# where DVC prints "unexpected error" and Hydra's message); Ctrl-C ends make with status 130.
+#   make exp ARGS='-S train.lr=5e-4 -S train.lora.r=16'
+exp: $(STAMP)
+	python -m kotune.overrides $(ARGS)
+	dvc exp run $(ARGS)
+
+test: $(STAMP) $(PLOTPAGE)
 	python -m pytest -q
 
 # the unit and contract tests only (seconds), without the end-to-end pipeline runs
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(PLOTPAGE)
 	python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
@@ -29,7 +40,11 @@ format: $(STAMP)
 params: $(STAMP)
 	$(BIN)/python -m kotune.config compose --out params.yaml
 
-setup: $(STAMP)
+setup: $(STAMP) $(PLOTPAGE)
+
+# Vega, Vega-Lite and vega-embed from their npm tarballs (npm pack, pinned hashes), once
+$(PLOTPAGE): src/kotune/plotpage.py | $(STAMP)
+	$(BIN)/python -m kotune.plotpage --out $@ && touch $@
 
 # torch first and pinned (2.13.0: the local CPU wheel here, the CUDA wheel elsewhere), so the
 # ranges in pyproject.toml are already satisfied and pip pulls no second torch.

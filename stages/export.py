@@ -15,7 +15,7 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
 from kotune.export import export_adapter
-from kotune.files import atomic_path, read_json
+from kotune.files import atomic_dir, read_json
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
@@ -25,7 +25,7 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
         "split": read_json(args.split_metrics),
     }
     checkpoint = args.checkpoints / metrics["train"]["best_checkpoint"]
-    with atomic_path(args.out) as tmp:
+    with atomic_dir(args.out) as tmp:
         export_adapter(cfg, checkpoint, args.base, args.data, metrics, tmp)
     print(f"export: {checkpoint.name} → {args.out}")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import DataError, run_cli
-from kotune.files import atomic_path, read_jsonl, write_json
+from kotune.files import atomic_dir, read_jsonl, write_json
 from kotune.inference.loading import load_tokenizer
 from kotune.modeling.manifest import base_location
 from kotune.prompting import config_prompt_builder
@@ -24,6 +24,9 @@ from kotune.tokenizing import tokenize_split
 
 def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: Path) -> None:
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # "Saving the dataset (1/1 shards)" for a file written in a blink
 
     tokenizer = load_tokenizer(*base_location(base))
     builder = config_prompt_builder(tokenizer, cfg)
@@ -38,7 +41,7 @@ def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: P
             )
         datasets[name] = Dataset.from_list(rows)
         stats.update({f"{name}_{key}": value for key, value in counts.items()})
-    with atomic_path(out) as tmp:
+    with atomic_dir(out) as tmp:
         DatasetDict(datasets).save_to_disk(str(tmp))
     write_json(metrics, stats)
     print(f"tokenize: {stats['train_examples']} train / {stats['test_examples']} test examples")

@@ -2,12 +2,14 @@
 early stopping on eval_loss, resumable.
 
     python stages/train.py --base models/base --data data/tokenized --out models/checkpoints \
-        --live metrics/train_live --metrics metrics/train.json
+        --live metrics/train_live --metrics metrics/train.json --unfinished models/unfinished
 
 Reads params `train`, `gpu`, `model`, `tokenize` and `persona` (all part of the resume check).
 With `gpu.num_processes` > 1 the same command runs itself on that many processes via torchrun
 (`gpu.distributed: ddp`) or `accelerate launch` with an FSDP config (`fsdp`); rank 0 writes the
 metrics. Ctrl-C keeps the checkpoints: run it again to continue (exit 130).
+--unfinished: a folder outside DVC's outputs where a stopped run's checkpoints are linked as
+they are saved, so that `dvc exp run` (which checks its outputs out first) can resume too.
 """
 
 import argparse
@@ -28,7 +30,15 @@ from kotune.training.launch import (
 )
 
 
-def main(cfg: Config, base: Path, data: Path, out: Path, live: Path, metrics: Path) -> int:
+def main(
+    cfg: Config,
+    base: Path,
+    data: Path,
+    out: Path,
+    live: Path,
+    metrics: Path,
+    unfinished: Path | None = None,
+) -> int:
     if needs_launcher(cfg.world_size):
         check_fits(cfg, base)  # once here, not once per process
         if cfg.gpu.distributed == "fsdp":  # accelerate launch, the profile's FSDP config
@@ -39,7 +49,7 @@ def main(cfg: Config, base: Path, data: Path, out: Path, live: Path, metrics: Pa
     from kotune.training.qlora import TrainingStopped, train_adapter
 
     try:
-        stats = train_adapter(cfg, base, data, out, live)
+        stats = train_adapter(cfg, base, data, out, live, unfinished)
     except TrainingStopped as stop:
         if is_main_process():
             print(f"train: {stop}", file=sys.stderr)
@@ -59,5 +69,10 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--unfinished", type=Path, help="where a stopped run survives dvc exp run")
     args = parser.parse_args()
-    run_cli(lambda: main(load_config(), args.base, args.data, args.out, args.live, args.metrics))
+    run_cli(
+        lambda: main(
+            load_config(), args.base, args.data, args.out, args.live, args.metrics, args.unfinished
+        )
+    )

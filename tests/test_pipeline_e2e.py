@@ -115,7 +115,8 @@ def test_every_stage_ran_and_wrote_exactly_its_artifacts(project):
         "tokenizer_config.json",
     ]
     checkpoints = sorted(p.name for p in (project / "models/checkpoints").iterdir())
-    assert checkpoints == ["checkpoint-10", "checkpoint-20", "fingerprint.json"]
+    assert checkpoints == ["checkpoint-10", "checkpoint-20", "fingerprint.json", "run_metrics.json"]
+    assert not (project / "models/unfinished").exists()  # the run finished: DVC keeps it
     for name in (
         "adapter_model.safetensors",
         "adapter_config.json",

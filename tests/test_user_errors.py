@@ -52,6 +52,10 @@ SELFINSTRUCT = [
     "-o",
     "{tmp}/out.jsonl",
 ]
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+ALPACA_LINE = '{"instruction": "q", "output": "a"}\n'
+# not JSONL at all: a gzip header (0x8b is never UTF-8 there) and NUL bytes
+BINARY = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + bytes(range(256))
 COMMAND_CASES: list = [
     (
         "selfinstruct-seed-missing-field",
@@ -73,6 +77,118 @@ COMMAND_CASES: list = [
         [*SELFINSTRUCT, "--base-url", "http://127.0.0.1:9/v1", "--concurrency", "0"],
         "--concurrency must be > 0, got 0",
         ["out.jsonl", "out.cache"],
+    ),
+    (
+        "ingest-output-is-an-existing-folder",
+        {"in.jsonl": ALPACA_LINE, "existing/keep.txt": "mine", "existing/sub/more.bin": b"\x00"},
+        ["ingest", "--format", "alpaca", "{tmp}/in.jsonl", "-o", "{tmp}/existing"],
+        "existing: is a directory; the output must be a file name",
+        [],
+    ),
+    (
+        "clean-output-is-the-current-folder",
+        {"conv.jsonl": GOOD_RECORD, "notes.txt": "mine", "sub/keep.txt": "also mine"},
+        ["clean", "{tmp}/conv.jsonl", "-o", "."],
+        "kotune: error: .: is a directory; the output must be a file name",
+        [],
+    ),
+    (
+        "ingest-output-inside-a-file",
+        {"in.jsonl": ALPACA_LINE, "notes.txt": "mine"},
+        ["ingest", "--format", "alpaca", "{tmp}/in.jsonl", "-o", "{tmp}/notes.txt/out.jsonl"],
+        "notes.txt/out.jsonl: cannot write: Not a directory",
+        [],
+    ),
+    (
+        "clean-output-folders-created-then-removed-on-failure",
+        {"conv.jsonl": GOOD_RECORD + '{"id": "b"}\n'},
+        ["clean", "{tmp}/conv.jsonl", "-o", "{tmp}/new/deeper/clean.jsonl"],
+        "conv.jsonl:2: missing field 'conversation_id'",
+        ["new"],
+    ),
+    (
+        "ingest-binary-jsonl",
+        {"chat.jsonl": BINARY},
+        ["ingest", "--format", "chat", "{tmp}/chat.jsonl", "-o", "{tmp}/out.jsonl"],
+        "chat.jsonl:1: not UTF-8 text (byte 0x8b at column 2); it looks like a binary file",
+        ["out.jsonl"],
+    ),
+    (
+        "clean-binary-jsonl",
+        {"conv.jsonl": BINARY},
+        ["clean", "{tmp}/conv.jsonl", "-o", "{tmp}/clean.jsonl"],
+        "conv.jsonl:1: not UTF-8 text (byte 0x8b at column 2)",
+        ["clean.jsonl"],
+    ),
+    (
+        "score-binary-jsonl",
+        {"preds.jsonl": BINARY},
+        ["score", "{tmp}/preds.jsonl"],
+        "preds.jsonl:1: not UTF-8 text",
+        [],
+    ),
+    (
+        "clean-cp949-on-line-2",
+        {"conv.jsonl": GOOD_RECORD.encode() + GOOD_RECORD.replace('"q"', '"질문"').encode("cp949")},
+        ["clean", "{tmp}/conv.jsonl", "-o", "{tmp}/clean.jsonl"],
+        "conv.jsonl:2: not UTF-8 text (byte 0xc1 at column 79); JSONL must be UTF-8",
+        ["clean.jsonl"],
+    ),
+    (
+        "clean-utf16-jsonl",
+        {"conv.jsonl": GOOD_RECORD.encode("utf-16")},
+        ["clean", "{tmp}/conv.jsonl", "-o", "{tmp}/clean.jsonl"],
+        "conv.jsonl:1: not UTF-8 text (byte 0xff at column 1); it looks like UTF-16",
+        ["clean.jsonl"],
+    ),
+    (
+        "score-a-folder",
+        {"preds/a.jsonl": '{"prediction": "a", "reference": "a"}\n'},
+        ["score", "{tmp}/preds"],
+        "preds: is a directory, expected a file",
+        [],
+    ),
+    (
+        "clean-input-is-a-folder",
+        {"conv/a.jsonl": GOOD_RECORD},
+        ["clean", "{tmp}/conv", "-o", "{tmp}/clean.jsonl"],
+        "conv: is a directory, expected a file",
+        ["clean.jsonl"],
+    ),
+    (
+        "fit-unknown-model-option",
+        {},
+        ["fit", "model=nope", "--conf", CONF],
+        "unknown model option 'nope' in override 'model=nope' (options in ",
+        [],
+    ),
+    (
+        "fit-mistyped-key",
+        {},
+        ["fit", "train.lroa.r=4", "--conf", CONF],
+        "unknown key train.lroa in override 'train.lroa.r=4' (known keys of train: seed, lr,",
+        [],
+    ),
+    (
+        "fit-unknown-top-level-key",
+        {},
+        ["fit", "trian.lr=1e-4", "--conf", CONF],
+        "unknown key trian in override 'trian.lr=1e-4' (known top-level keys: persona,",
+        [],
+    ),
+    (
+        "fit-bad-override-syntax",
+        {},
+        ["fit", "train.lr=[", "--conf", CONF],
+        "override 'train.lr=[' is not valid Hydra syntax",
+        [],
+    ),
+    (
+        "fit-sweep-outside-dvc",
+        {},
+        ["fit", "train.lora.r=8,16", "--conf", CONF],
+        "override 'train.lora.r=8,16' is a sweep",
+        [],
     ),
 ]
 

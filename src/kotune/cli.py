@@ -11,9 +11,10 @@ from kotune.errors import KotuneError, run_cli
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from kotune.files import write_jsonl
+    from kotune.files import check_output_file, write_jsonl
     from kotune.ingest import ingest
 
+    check_output_file(args.output)
     options = json.loads(args.options) if args.options else {}
     flags = {
         "me": args.me,
@@ -31,9 +32,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from kotune.cleaning import clean_dataset
     from kotune.config import CleanConfig, PiiConfig, load_config
-    from kotune.files import read_jsonl, read_names, write_jsonl
+    from kotune.files import check_output_file, read_jsonl, read_names, write_jsonl
     from kotune.records import check_record
 
+    check_output_file(args.output)
     if Path(args.params).is_file():
         cfg = load_config(args.params)
         clean, pii = cfg.clean, cfg.persona.pii
@@ -110,8 +112,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from kotune.config import compose, parse_config
+    from kotune.config import parse_config
     from kotune.modeling.memory import estimate_for, suggestions
+    from kotune.overrides import compose_overrides as compose
 
     conf = Path(args.conf)
     if args.all:

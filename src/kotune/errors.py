@@ -18,12 +18,30 @@ class DataError(KotuneError):
     """An input file is malformed; the message names the file, the line or item, and the fault."""
 
 
+def os_error_line(error: OSError) -> str | None:
+    """`PATH: reason` for an OS error about a path (permission, a folder where a file was meant,
+    a full disk); None when it names no path (then it is not the user's and stays a traceback)."""
+    if error.filename is None:
+        return None
+    reason = error.strerror or str(error)
+    if error.filename2 is not None:
+        return f"{error.filename} → {error.filename2}: {reason}"
+    return f"{error.filename}: {reason}"
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
-    """Run `main`, turning KotuneError into `kotune: error: …` on stderr and exit status 2."""
+    """Run `main`, turning KotuneError (and an OS error on a path) into one line on stderr,
+    `kotune: error: …`, and exit status 2."""
     try:
         code = main()
     except KotuneError as error:
         print(f"kotune: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        line = os_error_line(error)
+        if line is None:
+            raise
+        print(f"kotune: error: {line}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("kotune: interrupted", file=sys.stderr)

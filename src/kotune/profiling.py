@@ -30,12 +30,13 @@ def top_nouns(texts: list[str], n: int, kiwi: Any) -> list[tuple[str, int]]:
 
 
 def length_bucket(size: int) -> str:
+    """A category label, `20-49` or `1000+` (drawn as categories in data order, not numbers)."""
     lower = 0
     for upper in LENGTH_BUCKETS:
         if size < upper:
-            return f"{lower:>4}-{upper - 1}"
+            return f"{lower}-{upper - 1}"
         lower = upper
-    return f"{lower:>4}+"
+    return f"{lower}+"
 
 
 def turn_length_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

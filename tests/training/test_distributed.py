@@ -127,6 +127,7 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(
         "checkpoint-6",
         "checkpoint-8",
         "fingerprint.json",
+        "run_metrics.json",
     ]
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {
         p.name for p in (checkpoints / "checkpoint-8").iterdir()

@@ -35,6 +35,8 @@ STAGE = [
     "metrics/train_live",
     "--metrics",
     "metrics/train.json",
+    "--unfinished",
+    "models/unfinished",
 ]
 
 SHAPES = {
@@ -211,6 +213,38 @@ def test_a_save_cut_off_by_a_kill_is_not_resumed_from_but_removed(tmp_path):
     assert list(ckpts.iterdir()) == [ckpts / "fingerprint.json"]
 
 
+def test_an_unfinished_run_kept_outside_dvc_comes_back_after_a_checkout(tmp_path):
+    """What `dvc exp run` does before it runs: the checkpoints folder checked out as dvc.lock
+    has it (the last finished run, another fingerprint); the stopped run's links survive."""
+    from kotune.training.checkpoints import keep_unfinished, restore_unfinished
+
+    ckpts, kept = tmp_path / "checkpoints", tmp_path / "unfinished"
+    prepare_checkpoints_dir(ckpts, "new", resume=True, unfinished_dir=kept)
+    saved = checkpoint(ckpts, 10)
+    (saved / "adapter.bin").write_bytes(b"step 10")
+    state = type("State", (), {"is_world_process_zero": True})()
+    keep_unfinished(ckpts, kept).on_save(None, state, None)
+    checkpoint(ckpts, 20)
+    keep_unfinished(ckpts, kept).on_save(None, state, None)
+    assert (kept / "checkpoint-10" / "adapter.bin").stat().st_ino == (
+        saved / "adapter.bin"
+    ).stat().st_ino  # hard links: no second copy
+    shutil.rmtree(ckpts)  # the checkout: the old finished run comes back instead
+    checkpoint(ckpts, 90, stop=True)
+    (ckpts / "fingerprint.json").write_text(json.dumps({"fingerprint": "old"}))
+    assert prepare_checkpoints_dir(ckpts, "new", resume=True, unfinished_dir=kept) == (
+        ckpts / "checkpoint-20"
+    )
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "checkpoint-10",
+        "checkpoint-20",
+        "fingerprint.json",
+    ]
+    assert (ckpts / "checkpoint-10" / "adapter.bin").read_bytes() == b"step 10"
+    # another fingerprint (changed params) or resume off: the kept run is dropped
+    assert not restore_unfinished(ckpts, kept, "other", resume=True) and not kept.exists()
+
+
 def test_a_run_has_finished_when_its_checkpoint_says_training_should_stop(tmp_path):
     assert run_finished(checkpoint(tmp_path, 8, stop=True))
     assert not run_finished(checkpoint(tmp_path, 6))
@@ -299,6 +333,7 @@ def train(root):
         root / "data" / "tokenized",
         root / "models" / "checkpoints",
         root / "metrics" / "train_live",
+        root / "models" / "unfinished",
     )
 
 

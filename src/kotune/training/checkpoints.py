@@ -2,12 +2,17 @@
 which one to resume from, and the curves and loss figures that survive a resume.
 
 Every checkpoint-N is kept (DVC versions them); a run resumes only from the last complete one of
-a run with the same fingerprint.
+a run with the same fingerprint. An unfinished run's checkpoints are also linked into a folder
+DVC does not manage: `dvc exp run` checks every output out as dvc.lock recorded it before it
+runs (dvc/repo/experiments/executor/base.py: `dvc_checkout(force=True)`; `persist` only stops
+`dvc repro` from deleting), which replaces the stopped run's checkpoints with the last finished
+run's; from there the next run gets them back.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,8 @@ FINGERPRINT = "fingerprint.json"
 TRAINER_STATE = "trainer_state.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what evaluate and export read
 SHARDED_MODEL = "pytorch_model_fsdp_*"  # the Trainer's per-rank model shards under FSDP
+
+RUN_METRICS = "run_metrics.json"  # the finished run's metrics, reported again when it is found
 # Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
 CURVES = {
     "loss": "train/loss",
@@ -77,9 +84,14 @@ def resumable_checkpoint(checkpoints_dir: Path, fingerprint: str, resume: bool) 
     return last_checkpoint(checkpoints_dir)
 
 
-def prepare_checkpoints_dir(checkpoints_dir: Path, fingerprint: str, resume: bool) -> Path | None:
+def prepare_checkpoints_dir(
+    checkpoints_dir: Path, fingerprint: str, resume: bool, unfinished_dir: Path | None = None
+) -> Path | None:
     """The checkpoint to resume from (anything saved after it removed: a cut-off save), or None
-    after emptying the folder for a fresh run. Rank 0 alone calls this."""
+    after emptying the folder for a fresh run. An unfinished run of this fingerprint kept in
+    `unfinished_dir` comes back first when it got further. Rank 0 alone calls this."""
+    if unfinished_dir is not None:
+        restore_unfinished(checkpoints_dir, unfinished_dir, fingerprint, resume)
     checkpoint = resumable_checkpoint(checkpoints_dir, fingerprint, resume)
     if checkpoint is not None:
         step = checkpoint_step(checkpoint)
@@ -93,6 +105,89 @@ def prepare_checkpoints_dir(checkpoints_dir: Path, fingerprint: str, resume: boo
     stamp = checkpoints_dir / FINGERPRINT
     stamp.write_text(json.dumps({"fingerprint": fingerprint}, indent=2) + "\n")
     return None
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """`source` copied to `target` as hard links (no second copy on disk), plain copies where
+    links are not possible (another file system)."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def _fingerprint_of(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / FINGERPRINT).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def restore_unfinished(
+    checkpoints_dir: Path, unfinished_dir: Path, fingerprint: str, resume: bool
+) -> bool:
+    """Put the unfinished run kept in `unfinished_dir` back into `checkpoints_dir` when it is of
+    this fingerprint and further than what is there; drop it when it is of another run."""
+    kept = _fingerprint_of(unfinished_dir)
+    if kept is None or kept != fingerprint or not resume:
+        shutil.rmtree(unfinished_dir, ignore_errors=True)
+        return False
+    kept_last = last_checkpoint(unfinished_dir)
+    here = resumable_checkpoint(checkpoints_dir, fingerprint, resume)
+    if kept_last is None or (
+        here is not None and checkpoint_step(here) >= checkpoint_step(kept_last)
+    ):
+        return False
+    if checkpoints_dir.exists():
+        shutil.rmtree(checkpoints_dir)
+    _link_tree(unfinished_dir, checkpoints_dir)
+    return True
+
+
+def keep_unfinished(checkpoints_dir: Path, unfinished_dir: Path) -> Any:
+    """A Trainer callback linking every checkpoint into `unfinished_dir` as it is saved, where
+    `dvc exp run`'s checkout cannot remove it. Rank 0 only; drop_unfinished when the run ends."""
+    from transformers import TrainerCallback
+
+    class KeepUnfinished(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if _fingerprint_of(unfinished_dir) != _fingerprint_of(checkpoints_dir):
+                shutil.rmtree(unfinished_dir, ignore_errors=True)
+                unfinished_dir.mkdir(parents=True)
+                shutil.copy2(checkpoints_dir / FINGERPRINT, unfinished_dir / FINGERPRINT)
+            for checkpoint in sorted(checkpoints_dir.glob("checkpoint-*")):
+                if (checkpoint / TRAINER_STATE).is_file() and not (
+                    unfinished_dir / checkpoint.name
+                ).exists():
+                    _link_tree(checkpoint, unfinished_dir / checkpoint.name)
+
+    return KeepUnfinished()
+
+
+def drop_unfinished(unfinished_dir: Path | None) -> None:
+    """The run finished: DVC records its checkpoints from here on."""
+    if unfinished_dir is not None:
+        shutil.rmtree(unfinished_dir, ignore_errors=True)
+
+
+def save_run_metrics(checkpoints_dir: Path, metrics: dict[str, Any]) -> None:
+    """Keep a finished run's metrics with its checkpoints (a DVC output, versioned with them)."""
+    text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    (checkpoints_dir / RUN_METRICS).write_text(text, encoding="utf-8")
+
+
+def saved_run_metrics(checkpoints_dir: Path) -> dict[str, Any] | None:
+    """The metrics of the run that trained these checkpoints, if it kept them."""
+    try:
+        return json.loads((checkpoints_dir / RUN_METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def run_finished(checkpoint: Path) -> bool:

@@ -7,6 +7,7 @@ QLoRA is LoRA plus one switch: `gpu.quantization: nf4` loads the frozen base in 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +19,9 @@ from kotune.modeling.memory import check_fits, peak_memory
 from kotune.training.checkpoints import (
     TRAINER_STATE,
     checkpoint_step,
+    drop_unfinished,
     eager_adamw,
+    keep_unfinished,
     last_checkpoint,
     live_callback,
     log_at_checkpoints,
@@ -27,6 +30,8 @@ from kotune.training.checkpoints import (
     resumable_checkpoint,
     run_fingerprint,
     run_finished,
+    save_run_metrics,
+    saved_run_metrics,
     train_loss_figures,
     trim_curves,
     whole_adapter_writer,
@@ -109,18 +114,73 @@ class TrainingStopped(Exception):
         then = (
             f"continue from {checkpoint.name}" if checkpoint else "start over (no checkpoint yet)"
         )
-        super().__init__(f"stopped at step {step}; run dvc repro (or this command) again to {then}")
+        # DVC_EXP_NAME: set by `dvc exp run` for its stages; with Hydra on it composes
+        # params.yaml again from conf/, so the same -S options give the same run
+        again = (
+            "run the same dvc exp run (same -S options) again"
+            if os.environ.get("DVC_EXP_NAME")
+            else "run dvc repro (or this command) again"
+        )
+        super().__init__(f"stopped at step {step}; {again} to {then}")
+
+
+def quiet_training() -> None:
+    """Keep what the libraries print to what the user needs: one progress bar (the Trainer's),
+    no warnings about their own internals. The Trainer's log dicts go to DVCLive only
+    (QuietProgress)."""
+    import logging
+    import warnings
+
+    # transformers' own use of its deprecated name (peft and the Trainer call it)
+    warnings.filterwarnings(
+        "ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning
+    )
+    # bitsandbytes on CPUs with AVX512-BF16 offers a kernel downloaded from the hub: never here
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" of a base that loads in a second
+
+
+def quiet_progress() -> Any:
+    """The Trainer's progress bar without the raw log dicts it writes under it and without a
+    second bar for each evaluation."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_prediction_step(self, args, state, control, **kwargs):
+            if self.training_bar is None:
+                super().on_prediction_step(args, state, control, **kwargs)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+        def on_interrupt(self) -> None:
+            """Ctrl-C: end the bar's line, so that what is said next starts a line of its own."""
+            for bar in (self.prediction_bar, self.training_bar):
+                if bar is not None:
+                    bar.close()
+            self.prediction_bar = self.training_bar = None
+
+    return QuietProgress()
 
 
 def train_adapter(
-    cfg: Config, base_dir: Path, tokenized_dir: Path, checkpoints_dir: Path, live_dir: Path
+    cfg: Config,
+    base_dir: Path,
+    tokenized_dir: Path,
+    checkpoints_dir: Path,
+    live_dir: Path,
+    unfinished_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train LoRA on the base; returns the flat metrics for metrics/train.json.
 
     Under torchrun every process runs this with its own 4-bit copy of the base; under FSDP each
     holds a shard of it. Rank 0 alone prepares the checkpoints folder and writes the curves (the
     Trainer saves on rank 0 only; FSDP checkpoints hold each rank's shard and the whole adapter).
+    `unfinished_dir`: where a stopped run's checkpoints survive `dvc exp run` (see checkpoints).
     """
+    quiet_training()
     import torch
     from datasets import load_from_disk
     from transformers import EarlyStoppingCallback, Trainer, set_seed
@@ -144,7 +204,9 @@ def train_adapter(
     # rank 0 empties or trims the folder first; the others then read the same decision from it
     with args.main_process_first(local=False, desc="checkpoints"):
         if main:
-            resume_from = prepare_checkpoints_dir(checkpoints_dir, fingerprint, cfg.train.resume)
+            resume_from = prepare_checkpoints_dir(
+                checkpoints_dir, fingerprint, cfg.train.resume, unfinished_dir
+            )
             if resume_from is None and live_dir.exists():
                 shutil.rmtree(live_dir)
             elif resume_from is not None:
@@ -160,6 +222,8 @@ def train_adapter(
     ]
     if main:
         callbacks.append(live_callback(live_dir, resume=resume_from is not None))
+        if unfinished_dir is not None:
+            callbacks.append(keep_unfinished(checkpoints_dir, unfinished_dir))
     timer = step_timer()
     callbacks.append(timer)
     compiler = None
@@ -181,14 +245,25 @@ def train_adapter(
     )
     if cfg.gpu.distributed == "fsdp":
         trainer.add_callback(whole_adapter_writer(trainer))
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # its choice when transformers logs errors only
+    progress = quiet_progress()
+    trainer.add_callback(progress)
     start = time.perf_counter()
     if resume_from is not None and run_finished(resume_from):
-        # the run had ended (max_steps or early stopping): report it, do not train on past its end
+        # the run had ended (max_steps or early stopping): report it as it was, without training
+        saved = saved_run_metrics(checkpoints_dir)
+        if saved is not None:
+            leave_process_group()
+            return saved
         state = TrainerState.load_from_json(str(resume_from / TRAINER_STATE))
     else:
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except KeyboardInterrupt:
+            progress.on_interrupt()
             raise TrainingStopped(
                 trainer.state.global_step, last_checkpoint(checkpoints_dir)
             ) from None
@@ -237,6 +312,9 @@ def train_adapter(
         "estimated_memory_gib": estimate["card"] if estimate else None,
         **peak_memory(),
     }
+    if main:
+        save_run_metrics(checkpoints_dir, metrics)
+        drop_unfinished(unfinished_dir)
     leave_process_group()  # every rank is done with collectives here
     return metrics
 
