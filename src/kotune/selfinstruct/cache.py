@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kotune.files import atomic_path
+from kotune.files import atomic_file
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -44,7 +44,7 @@ class ResponseCache:
     def put(self, request: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         entry = {"request": request, **entry}
         text = json.dumps(entry, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-        with atomic_path(self.path(request_key(request))) as tmp:
+        with atomic_file(self.path(request_key(request))) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return entry
 
