@@ -3,6 +3,7 @@
     python stages/ingest.py --out data/interim/conversations.jsonl --metrics metrics/ingest.json
 
 Reads params `persona` (data.format, data.path, data.options) and the files under data.path.
+What was skipped (system notices, photos, …) is counted in the metrics and said in one line.
 """
 
 import argparse
@@ -12,7 +13,7 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
 from kotune.files import write_json, write_jsonl
-from kotune.ingest import ingest
+from kotune.ingest import describe, ingest
 
 
 def main(cfg: Config, out: Path, metrics: Path) -> None:
@@ -20,7 +21,11 @@ def main(cfg: Config, out: Path, metrics: Path) -> None:
     records, stats = ingest(data.format, [Path(data.path)], data.options)
     write_jsonl(out, records)
     write_json(metrics, stats)
-    print(f"ingest: {stats['conversations']} conversations, {stats['examples']} examples")
+    skipped = describe(stats)
+    print(
+        f"ingest: {stats['conversations']} conversations, {stats['examples']} examples"
+        + (f" ({skipped})" if skipped else "")
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,15 @@ class DataError(KotuneError):
     """An input file is malformed; the message names the file, the line or item, and the fault."""
 
 
+class OptionError(DataError):
+    """The data contradicts one of the format's options (`me` names nobody in the export): the
+    caller names the option as the user set it (`--me` or `persona.data.options.me`)."""
+
+    def __init__(self, key: str, detail: str, name: str | None = None) -> None:
+        self.key, self.detail = key, detail
+        super().__init__(f"{name or key} {detail}")
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run `main`, turning KotuneError into `kotune: error: …` on stderr and exit status 2."""
     try:

@@ -2,80 +2,190 @@
 
 from __future__ import annotations
 
-import sys
+import codecs
 from collections import Counter
+import sys
 from pathlib import Path
 from typing import Any
 
-from kotune.errors import DataError
+from kotune.config import build_section
+from kotune.errors import ConfigError, DataError, OptionError
 from kotune.files import paused_gc, read_json, read_jsonl
-from kotune.formats import FORMATS
-from kotune.records import check_record, count_messages
+from kotune.formats import FORMATS, Format
+from kotune.records import count_messages
+
+# How errors name what the user set: params keys in the stage, flags on the command line.
+PARAMS_NAMES = {"format": "persona.data.format", "options": "persona.data.options"}
+JSON_SUFFIXES = (".json", ".jsonl")
 
 
-def input_files(path: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """`path` itself, or the files under it with one of `suffixes`, in sorted order."""
+def input_files(path: str | Path, fmt: Format, format_name: str) -> list[Path]:
+    """`path` itself, or the files under it with one of the format's suffixes, sorted. A file
+    named alone must be what the format reads: JSON for the JSON formats, text (any suffix but
+    .json/.jsonl) for the others."""
     path = Path(path)
     if path.is_file():
+        suffix = path.suffix.lower()
+        if fmt.reads == "json" and suffix not in fmt.suffixes:
+            others = [f.name for f in FORMATS.values() if suffix in f.suffixes]
+            hint = f"; for a {suffix} file try {format_name} {' or '.join(others)}" if others else ""
+            raise DataError(
+                f"{path}: the {fmt.name} format ({format_name}) reads "
+                f"{' or '.join(fmt.suffixes)} files{hint}"
+            )
+        if fmt.reads == "text" and suffix in JSON_SUFFIXES:
+            others = [f.name for f in FORMATS.values() if suffix in f.suffixes]
+            raise DataError(
+                f"{path}: a {suffix} file, but the {fmt.name} format ({format_name}) reads "
+                f"exports as text ({' or '.join(fmt.suffixes)}); for JSON data try "
+                f"{format_name} {' or '.join(others)}"
+            )
         return [path]
     if not path.is_dir():
         raise DataError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in fmt.suffixes)
     if not files:
-        raise DataError(f"{path}: no {'/'.join(suffixes)} files found")
+        raise DataError(f"{path}: no {'/'.join(fmt.suffixes)} files found")
     return files
 
 
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_MAGIC = {  # what people pick up by mistake instead of the export's text
+    b"PK\x03\x04": "a ZIP archive (exports with media come zipped): unzip it and give the .txt",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"SQLite format 3\x00": "an SQLite database (KakaoTalk's own store): export the chat as text",
+}
+
+
+def _wide_encoding(sample: bytes) -> str | None:
+    """UTF-16/32 without a BOM, told by where its NUL bytes fall: every character below U+0100
+    (digits, spaces, line ends: plenty in any export) has a NUL high byte, and in UTF-32 every
+    character of the Basic Multilingual Plane has two."""
+    size = len(sample) // 4 * 4
+    if size < 16:
+        return None
+
+    def nul_share(offset: int, step: int) -> float:
+        positions = range(offset, size, step)
+        return sum(1 for i in positions if sample[i] == 0) / len(positions)
+
+    if nul_share(3, 4) > 0.95 and nul_share(2, 4) > 0.5:
+        return "utf-32-le"
+    if nul_share(0, 4) > 0.95 and nul_share(1, 4) > 0.5:
+        return "utf-32-be"
+    if nul_share(1, 2) > 0.15 and nul_share(0, 2) < 0.05:
+        return "utf-16-le"
+    if nul_share(0, 2) > 0.15 and nul_share(1, 2) < 0.05:
+        return "utf-16-be"
+    return None
+
+
 def read_text(path: Path) -> tuple[str, str]:
-    """Decoded text and its encoding: UTF-8 (BOM or not), else CP949 (older Windows exports)."""
+    """Decoded text and its encoding: UTF-8 (BOM or not); UTF-16 or UTF-32 (BOM, or told by its
+    NUL bytes); else CP949 (older Windows exports). Binary data is an error naming what it is."""
     data = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _decode(data, encoding, path), encoding.replace("-sig", "")
+    for magic, what in _MAGIC.items():
+        if data.startswith(magic):
+            raise DataError(f"{path}: not text but {what}")
+    wide = _wide_encoding(data[:4096])
+    if wide:
+        return _decode(data, wide, path), wide[:6]
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(
+            f"{path}: binary data, not text (a NUL byte at byte {nul}); "
+            "KakaoTalk exports are .txt or .csv text files"
+        )
     try:
-        return data.decode("utf-8-sig"), "utf-8"
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as utf8_error:
         try:
             text = data.decode("cp949")
         except UnicodeDecodeError:
             raise DataError(
-                f"{path}: neither UTF-8 nor CP949 text (UTF-8 fails at byte {utf8_error.start})"
+                f"{path}: neither UTF-8, UTF-16/32 nor CP949 text (UTF-8 fails at byte "
+                f"{utf8_error.start}); save it as UTF-8 and try again"
             ) from None
         print(f"kotune: {path}: not UTF-8, read as CP949", file=sys.stderr)
         return text, "cp949"
 
 
-def read_document(path: Path) -> tuple[Any, str]:
-    """What a parser receives for this file (see kotune.formats) and the text encoding."""
-    suffix = path.suffix.lower()
-    if suffix == ".json":
+def _decode(data: bytes, encoding: str, path: Path) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: looks like {encoding.upper()} text but byte {error.start} is not"
+        ) from None
+
+
+def read_document(path: Path, fmt: Format) -> tuple[Any, str]:
+    """What the parser receives for this file (see kotune.formats) and the text encoding."""
+    if fmt.reads == "text":
+        return read_text(path)
+    if path.suffix.lower() == ".json":
         return read_json(path), "utf-8"
-    if suffix == ".jsonl":
-        return list(read_jsonl(path)), "utf-8"
-    return read_text(path)
+    return list(read_jsonl(path)), "utf-8"
+
+
+def build_options(fmt: Format, options: dict[str, Any], names: dict[str, str]) -> Any:
+    """The format's typed options, checked once (unknown keys, types, bounds)."""
+    prefix = names.get("options", PARAMS_NAMES["options"])
+    if fmt.options is None:
+        if options:
+            given = ", ".join(names.get(key, key) for key in sorted(options))
+            raise ConfigError(f"{prefix}: the {fmt.name} format takes none, got {given}")
+        return None
+    return build_section(fmt.options, options, prefix, names)
 
 
 def ingest(
-    fmt: str, paths: list[str | Path], options: dict[str, Any]
+    fmt: str,
+    paths: list[str | Path],
+    options: dict[str, Any],
+    names: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Parse every input file; returns the records and flat counts for metrics/ingest.json."""
+    """Parse every input file; returns the records and flat counts for metrics/ingest.json.
+    `names`: how errors call the format, the options and each option (default: params keys)."""
+    names = {**PARAMS_NAMES, **(names or {})}
     if fmt not in FORMATS:
-        raise DataError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+        raise DataError(f"{names['format']}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     parser = FORMATS[fmt]
-    files = [f for p in paths for f in input_files(p, parser.suffixes)]
+    opts = build_options(parser, options, names)
+    files = [f for p in paths for f in input_files(p, parser, names["format"])]
     records: list[dict[str, Any]] = []
     skipped: Counter = Counter()
     with paused_gc():
         for file in files:
-            document, encoding = read_document(file)
+            document, encoding = read_document(file, parser)
             skipped[f"files_{encoding.replace('-', '')}"] += 1
-            found, counts = parser.parse(document, str(file), options)
+            try:
+                found, counts = parser.parse(document, str(file), opts)
+            except OptionError as error:
+                key = names.get(error.key, f"{names['options']}.{error.key}")
+                raise DataError(f"{key} {error.detail}") from None
             del document
             records.extend(found)
             skipped.update(counts)
     if not records:
-        raise DataError(f"{', '.join(map(str, paths))}: no conversations found")
+        said = describe(dict(skipped))
+        raise DataError(
+            f"{', '.join(map(str, paths))}: no conversations found{f' ({said})' if said else ''}"
+        )
     seen: dict[str, str] = {}
     for record in records:
-        where = f"{record['meta'].get('file', '?')}: {record['id']}"
-        check_record(record, where)
         if record["id"] in seen:
             raise DataError(f"duplicate record id '{record['id']}' (in {seen[record['id']]})")
         seen[record["id"]] = record["meta"].get("file", "?")
@@ -85,3 +195,12 @@ def ingest(
         if kind:
             stats[f"kind_{kind}"] = stats.get(f"kind_{kind}", 0) + 1
     return records, dict(sorted(stats.items()))
+
+
+def describe(stats: dict[str, int]) -> str:
+    """What was skipped, in words, for the one summary line on stderr: `3 system notices, …`."""
+    parts = []
+    for key, n in sorted(stats.items()):
+        if n and key.startswith("skipped_"):
+            parts.append(f"{n} {key.removeprefix('skipped_').replace('_', ' ')}")
+    return "skipped " + ", ".join(parts) if parts else ""

@@ -11,14 +11,14 @@ from typing import Any
 LENGTH_BUCKETS = (10, 20, 50, 100, 200, 500, 1000)
 
 
-def sample_texts(texts: list[str], max_chars: int) -> list[str]:
-    """Every k-th text so that about `max_chars` characters remain, spread over the whole data
-    (deterministic: no random state)."""
-    total = sum(len(t) for t in texts)
+def sample_every(sizes: list[int], max_chars: int) -> list[int]:
+    """Indices of every k-th item (a conversation of `sizes[i]` characters) so that about
+    `max_chars` characters remain, spread over the whole data (deterministic: no random state);
+    0: all of them. Whole conversations, so only those are read back."""
+    total = sum(sizes)
     if max_chars <= 0 or total <= max_chars:
-        return texts
-    stride = math.ceil(total / max_chars)
-    return texts[::stride]
+        return list(range(len(sizes)))
+    return list(range(0, len(sizes), math.ceil(total / max_chars)))
 
 
 def top_nouns(texts: list[str], n: int, kiwi: Any) -> list[tuple[str, int]]:
@@ -38,12 +38,12 @@ def length_bucket(size: int) -> str:
     return f"{lower:>4}+"
 
 
-def turn_length_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of (length bucket, user turns, assistant turns), shortest bucket first."""
+def turn_length_table(lengths: Counter) -> list[dict[str, Any]]:
+    """Rows of (length bucket, user turns, assistant turns), shortest bucket first, from a count
+    of turns per (role, length in characters)."""
     counts: Counter = Counter()
-    for record in records:
-        for message in record["messages"]:
-            counts[(length_bucket(len(message["content"])), message["role"])] += 1
+    for (role, size), n in lengths.items():
+        counts[(length_bucket(size), role)] += n
     buckets = sorted(
         {bucket for bucket, _ in counts}, key=lambda b: int(b.split("-")[0].rstrip("+"))
     )
