@@ -12,14 +12,13 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import write_json, write_jsonl
-from kotune.ingest import describe, ingest
+from kotune.files import write_json
+from kotune.ingest import describe, ingest_file
 
 
 def main(cfg: Config, out: Path, metrics: Path) -> None:
     data = cfg.persona.data
-    records, stats = ingest(data.format, [Path(data.path)], data.options)
-    write_jsonl(out, records)
+    stats = ingest_file(data.format, [Path(data.path)], data.options, out)
     write_json(metrics, stats)
     skipped = describe(stats)
     print(

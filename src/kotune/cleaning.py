@@ -76,6 +76,12 @@ def filter_turns(messages: list[dict[str, str]], cfg: CleanConfig, counts: Count
     return [m for k, m in enumerate(messages) if k not in bad | partners]
 
 
+def conversation_key(messages: list[dict[str, str]]) -> bytes:
+    """Identity for exact-duplicate detection: the sequence of (role, content)."""
+    parts = [f"{m['role']}\x1f{len(m['content'])}\x1f{m['content']}" for m in messages]
+    return hashlib.sha256("\x1e".join(parts).encode()).digest()
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -104,10 +110,16 @@ class CleanShard:
             for message in record["messages"]:
                 content = normalize_text(message["content"], clean.normalization)
                 self.counts["normalized_turns_changed"] += content != message["content"]
-                messages.append({"role": _ROLE[message["role"]], "content": content})
+                messages.append((_ROLE[message["role"]], content))  # a tuple: a third of a dict
             self.counts["conversations_in"] += 1
             self.counts["turns_in"] += len(messages)
             record["messages"] = messages
+            meta = record.get("meta")
+            if isinstance(meta, dict) and isinstance(meta.get("speakers"), list):
+                speakers = [
+                    unicodedata.normalize(clean.normalization, str(s)) for s in meta["speakers"]
+                ]
+                record["meta"] = {**meta, "speakers": speakers}
             self.records.append(record)
         self.spans: dict[tuple[int, int], list] = {}
 
@@ -116,16 +128,16 @@ class CleanShard:
         return cls(read_records(path, start, end, lineno), clean, pii)
 
     def names(self) -> list[str]:
-        """People named in this shard, first seen first: speakers (on the normalised names),
-        and with kiwi_names the proper nouns Kiwi finds before a person cue."""
+        """People named in this shard, first seen first: speakers, and with kiwi_names the proper
+        nouns Kiwi finds before a person cue (all on the normalised text)."""
         found: dict[str, None] = {}
         for record in self.records:
             for name in record.get("meta", {}).get("speakers", []):
-                found.setdefault(unicodedata.normalize(self.clean.normalization, name), None)
+                found.setdefault(name, None)
         if self.kiwi_names and "PERSON" in self.kinds:
             from kiwipiepy import Kiwi
 
-            texts = (m["content"] for r in self.records for m in r["messages"])
+            texts = (content for r in self.records for _, content in r["messages"])
             found.update(dict.fromkeys(kiwi_person_names(texts, Kiwi())))
         return list(found)
 
@@ -134,14 +146,13 @@ class CleanShard:
         self.forms = names_pattern(forms)
         met: dict[str, None] = {}
         for r, record in enumerate(self.records):
-            for k, message in enumerate(record["messages"]):
-                spans = [s for s in find_pii(message["content"], self.forms) if s.kind in self.kinds]
+            for k, (_, content) in enumerate(record["messages"]):
+                spans = [s for s in find_pii(content, self.forms) if s.kind in self.kinds]
                 if spans:
                     self.spans[r, k] = spans
                     for span in spans:
                         if span.kind == "PERSON":
-                            text = message["content"][span.start : span.end]
-                            met.setdefault(person_key(text), None)
+                            met.setdefault(person_key(content[span.start : span.end]), None)
             if "PERSON" in self.kinds:
                 for speaker in record.get("meta", {}).get("speakers", []):
                     met.setdefault(person_key(speaker), None)
@@ -151,8 +162,10 @@ class CleanShard:
         """Mask, filter, scan for leaks and encode every record of this shard."""
         out = Emitted(counts=self.counts)
         counts, stand_ins = out.counts, Pseudonyms(dict(pseudonyms))
-        for r, record in enumerate(self.records):
-            messages = record["messages"]
+        self.records.reverse()  # popped from the end: each is freed once encoded
+        for r in range(len(self.records)):
+            record = self.records.pop()
+            messages = [{"role": role, "content": content} for role, content in record["messages"]]
             for k, message in enumerate(messages):
                 spans = self.spans.get((r, k))
                 if not spans:
@@ -168,21 +181,19 @@ class CleanShard:
                     out.leaks.append(entry | {"start": span.start, "end": span.end})
             meta = record.get("meta")
             if isinstance(meta, dict) and "speakers" in meta and "PERSON" in self.kinds:
-                record["meta"] = {**meta, "speakers": [stand_ins.register(s) for s in meta["speakers"]]}
+                record["meta"] = {
+                    **meta,
+                    "speakers": [stand_ins.register(s) for s in meta["speakers"]],
+                }
             messages = filter_turns(messages, self.clean, counts)
             if not any(m["role"] == "assistant" for m in messages):
                 counts["dropped_conversations_no_answer"] += 1
                 continue
-            encoded = _dumps(messages)
-            fields = [
-                f"{_dumps(key)}:{encoded if key == 'messages' else _dumps(value)}"
-                for key, value in {**record, "messages": None}.items()
-            ]
-            line = ("{" + ",".join(fields) + "}\n").encode()
-            key = hashlib.sha256(encoded.encode()).digest() if self.clean.dedupe else b""
-            lengths = tuple((m["role"], len(m["content"])) for m in messages)
+            record["messages"] = messages
+            line = (_dumps(record) + "\n").encode()
+            key = conversation_key(messages) if self.clean.dedupe else b""
+            lengths = tuple([(m["role"], len(m["content"])) for m in messages])
             out.records.append((key, line, lengths))
-        self.records = []  # emitted: free the memory
         return out
 
 
@@ -246,7 +257,7 @@ def clean_file(
     sizes, offsets, audit_lines, left = [], [], [], []
     seen: set[bytes] = set()
     with (
-        Shards(CleanShard.from_file, source, workers, (clean, pii)) as shards,
+        Shards.of_file(CleanShard.from_file, source, workers, (clean, pii)) as shards,
         atomic_path(out) as tmp,
         tmp.open("wb") as handle,
     ):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from kotune.errors import KotuneError, run_cli
 
-
 # The ingest flags: each sets the format option of the same name (errors name the flag).
 INGEST_FLAGS = {
     "me": "--me",
@@ -20,18 +19,16 @@ INGEST_FLAGS = {
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from kotune.files import write_jsonl
-    from kotune.ingest import describe, ingest
+    from kotune.ingest import describe, ingest_file
 
     options = json.loads(args.options) if args.options else {}
     if not isinstance(options, dict):
-        raise KotuneError("--options must be a JSON object, e.g. '{\"me\": \"준호\"}'")
+        raise KotuneError('--options must be a JSON object, e.g. \'{"me": "준호"}\'')
     for key in INGEST_FLAGS:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     names = {"format": "--format", "options": "--options", **INGEST_FLAGS}
-    records, stats = ingest(args.format, args.inputs, options, names)
-    write_jsonl(args.output, records)
+    stats = ingest_file(args.format, args.inputs, options, args.output, names)
     skipped = describe(stats)
     print(
         f"ingest: {stats['conversations']} conversations, {stats['examples']} examples"

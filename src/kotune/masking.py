@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from kotune.pii import KINDS, Names, Span, find_pii, name_forms, names_pattern
@@ -19,6 +20,7 @@ from kotune.pii import KINDS, Names, Span, find_pii, name_forms, names_pattern
 OWNER_LABELS = frozenset({"회원님", "You", "you", "나"})
 
 
+@lru_cache(maxsize=65536)
 def person_key(name: str) -> str:
     """Who a name form stands for: 김민지 and 민지 and @민지 are one person."""
     name = name.lstrip("@")

@@ -6,6 +6,7 @@ number, *args) whose methods take and return picklable values.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -110,7 +111,9 @@ class Remote:
         try:
             status, *value = self.conn.recv()
         except EOFError:
-            raise RuntimeError(f"a worker process ended (exit code {self.process.exitcode})") from None
+            raise RuntimeError(
+                f"a worker process ended (exit code {self.process.exitcode})"
+            ) from None
         if status == "ok":
             return value[0]
         kind, message = value
@@ -122,22 +125,25 @@ class Remote:
         raise KotuneError(message)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a worker that died has closed its end
             self.conn.send(None)
-        except OSError:
-            pass
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.kill()
 
 
 class Shards:
-    """Shards of one file, asked together, answered in order. `with Shards(...) as shards:`"""
+    """Shards built by `factory(*piece, *args)`, one per piece (in a worker process each when
+    there are several), asked together, answered in order. `with Shards(...) as shards:`"""
 
-    def __init__(self, factory: Callable, path: Path, workers: int, args: tuple = ()) -> None:
-        ranges = byte_ranges(path, workers)
-        kind = Local if len(ranges) == 1 else Remote
-        self.handles = [kind(factory, (path, *r, *args)) for r in ranges]
+    def __init__(self, factory: Callable, pieces: list[tuple], args: tuple = ()) -> None:
+        kind = Local if len(pieces) == 1 else Remote
+        self.handles = [kind(factory, (*piece, *args)) for piece in pieces]
+
+    @classmethod
+    def of_file(cls, factory: Callable, path: Path, workers: int, args: tuple = ()) -> Shards:
+        """Shards of a file cut at line ends: `factory(path, start, end, first_lineno, *args)`."""
+        return cls(factory, [(path, *r) for r in byte_ranges(path, workers)], args)
 
     def ask(self, method: str, *args: Any) -> list[Any]:
         """Every shard's answer, in file order (the first error, in file order, is raised)."""
@@ -145,17 +151,19 @@ class Shards:
 
     def ask_each(self, method: str, *args: Any) -> Iterator[Any]:
         """The answers one by one, in file order, while later shards are still working."""
-        for handle in self.handles:
+        return self.ask_each_with(method, [args] * len(self.handles))
+
+    def ask_each_with(self, method: str, arguments: list[tuple]) -> Iterator[Any]:
+        """As ask_each, with each shard's own arguments."""
+        for handle, args in zip(self.handles, arguments, strict=True):
             handle.ask(method, *args)
         for k, handle in enumerate(self.handles):
             try:
                 answer = handle.result()
             except BaseException:
                 for other in self.handles[k + 1 :]:  # keep every worker's pipe in step
-                    try:
+                    with contextlib.suppress(BaseException):  # the earliest error is raised
                         other.result()
-                    except BaseException:  # noqa: BLE001, S110 (the earliest error is raised)
-                        pass
                 raise
             yield answer
 

@@ -87,8 +87,12 @@ _ADDRESS = re.compile(
 )
 _ADDRESS_HINT = re.compile(r"[로길동리가][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)")
 # rooms, lines, typhoons and gazette numbers that are not where anyone lives
-_NOT_A_HOME_BEFORE = re.compile(r"(?:제|태풍|강의실|회의실|교실|열람실|실습실|병실|진료실|법정)[ \t]?$")
-_NOT_A_HOME_AFTER = re.compile(r"[ \t]?(?:강의실|회의실|교실|열람실|실습실|강당|태풍|법정|병실|열차)")
+_NOT_A_HOME_BEFORE = re.compile(
+    r"(?:제|태풍|강의실|회의실|교실|열람실|실습실|병실|진료실|법정)[ \t]?$"
+)
+_NOT_A_HOME_AFTER = re.compile(
+    r"[ \t]?(?:강의실|회의실|교실|열람실|실습실|강당|태풍|법정|병실|열차)"
+)
 
 _EN_STREET = (
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Way|Court|Ct|Place|Pl|"
@@ -99,18 +103,25 @@ _EN_ADDRESS = re.compile(  # 1600 Amphitheatre Parkway, Mountain View, CA 94043
     r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Fl|Floor|#)\.? ?#?[\w-]+)?"
     r"(?:, [A-Z][a-z]+(?: [A-Z][a-z]+)*){0,2}(?:,? [A-Z]{2}\b)?(?: \d{5}(?:-\d{4})?)?"
 )
-_EN_STREET_HINT = re.compile(rf"\b{_EN_STREET}\b")
 
-_PLATE_SYLLABLES = set("가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주아바사자배하허호육해공국합")
+_PLATE_SYLLABLES = set(
+    "가나다라마거너더러머버서어저고노도로모보소오조구누두루무부수우주아바사자배하허호육해공국합"
+)
 _COUNTERS = (
     "원", "개", "명", "번", "회", "건", "점", "쪽", "분", "초", "년", "월", "일", "시", "살",
     "장", "권", "대", "층", "평", "달러", "km", "kg", "%", "세",
 )  # fmt: skip
-_REGIONS_SHORT = "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
+_REGIONS_SHORT = (
+    "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
+)
 
-# One alternation, one pass over the text; the first group that matches names the kind.
+# One alternation, one pass over the text; the first group that matches names the kind. Every
+# alternative starts with a digit, a Latin letter, @ or +: the lookahead lets the engine skip
+# every Hangul syllable at once (5× faster on chat text) — region names before a plate or licence
+# number are the exception, and are listed in it.
 _PATTERN = re.compile(
-    "|".join(
+    rf"(?=[0-9A-Za-z@+._%-]|{_REGIONS_SHORT})(?:"
+    + "|".join(
         [
             r"(?P<EMAIL>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
             # a URL stops at Hangul: particles are glued on (`https://a.kr/x에서`)
@@ -134,6 +145,7 @@ _PATTERN = re.compile(
             r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
         ]
     )
+    + ")"
 )
 _BANKS = (
     "계좌", "통장", "입금", "송금", "이체", "은행", "국민", "신한", "우리", "하나", "농협", "기업",
@@ -146,7 +158,9 @@ _ORDER_CUES = re.compile(
     r"(?:주문|송장|운송장|배송|예약|접수|결제|거래|승인|영수증|[Oo]rder|[Tt]racking|[Ii]nvoice)"
     r"[ \t]*(?:번호|No\.?|#)?[ \t]*[:：]?[ \t]*$"
 )
-_VERSION_CUES = re.compile(r"(?:[vV]|[Vv]er(?:sion)?\.?|버전|iOS|[Aa]ndroid|안드로이드|펌웨어|[Ff]irmware)[ \t:]*$")
+_VERSION_CUES = re.compile(
+    r"(?:[vV]|[Vv]er(?:sion)?\.?|버전|iOS|[Aa]ndroid|안드로이드|펌웨어|[Ff]irmware)[ \t:]*$"
+)
 
 # Kinds found only after a cue word (여권번호: M12345678, 우편번호 04524, 생년월일: 1988.07.21).
 _SEP = r"[ \t]*(?:[:：=]|는|은|이|가|번호|번호는|번호:)?[ \t]*"
@@ -183,9 +197,11 @@ _CUED = re.compile(
         ]
     )
 )
-_CUE_GATE = re.compile(
-    r"여권|[Pp]assport|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|[Zz][Ii][Pp]|"
-    r"[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth"
+# The rarer kinds, looked for only where this one scan finds a sign of them.
+_RARE_HINTS = re.compile(
+    rf"(?P<EN>\b{_EN_STREET}\b)|"
+    r"(?P<CUE>여권|[Pp]assport|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|"
+    r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생)"
 )
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
@@ -250,7 +266,11 @@ def _check(kind: str, text: str, start: int, end: int) -> str | None:
         return kind
     if kind == "IP":
         octets = [int(part) for part in value.split(".")]
-        if max(octets) > 255 or max(octets) < 10 or _VERSION_CUES.search(text[max(0, start - 12) : start]):
+        if (
+            max(octets) > 255
+            or max(octets) < 10
+            or _VERSION_CUES.search(text[max(0, start - 12) : start])
+        ):
             return None
         return kind
     if kind == "RRN" and re.search(r"법인[^\d]{0,8}$", text[max(0, start - 12) : start]):
@@ -286,11 +306,12 @@ def find_structured(text: str) -> list[Span]:
             ):
                 continue
             spans.append(Span(start, end, "ADDRESS"))
-    if _EN_STREET_HINT.search(text):
+    hints = {m.lastgroup for m in _RARE_HINTS.finditer(text)} if _RARE_HINTS.search(text) else ()
+    if "EN" in hints:
         spans += [Span(*m.span(), "ADDRESS") for m in _EN_ADDRESS.finditer(text)]
-    if _CUE_GATE.search(text):
+    if "CUE" in hints:
         spans += [Span(*m.span(m.lastgroup), m.lastgroup) for m in _CUED.finditer(text)]
-    if "생" in text:
+    if "BORN" in hints or "CUE" in hints:
         spans += [Span(*m.span(), "BIRTHDATE") for m in _BORN.finditer(text)]
     return spans
 
@@ -324,7 +345,7 @@ def names_pattern(forms: Names) -> re.Pattern | None:
 
 def find_names(text: str, names: Names) -> list[Span]:
     pattern = names_pattern(names)
-    if pattern is None:
+    if pattern is None or not pattern.search(text):
         return []
     return [Span(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]
 
@@ -332,10 +353,10 @@ def find_names(text: str, names: Names) -> list[Span]:
 def find_pii(text: str, forms: Names = None) -> list[Span]:
     """Non-overlapping spans, earliest first; on overlap the longer span wins, and address parts
     with only spaces or a comma between them are one address."""
-    spans = sorted(
-        find_structured(text) + find_names(text, forms),
-        key=lambda s: (s.start, -(s.end - s.start)),
-    )
+    spans = find_structured(text) + find_names(text, forms)
+    if len(spans) < 2:
+        return spans
+    spans.sort(key=lambda s: (s.start, -(s.end - s.start)))
     kept: list[Span] = []
     for span in spans:
         if kept and span.start < kept[-1].end:
@@ -355,5 +376,5 @@ def find_pii(text: str, forms: Names = None) -> list[Span]:
 
 DETECTED = {"PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON", "BUSINESS_ID"}
 DETECTED |= {"CORPORATE_ID", "PASSPORT", "DRIVER_LICENSE", "PLATE", "BIRTHDATE", "ZIPCODE", "IP"}
-if DETECTED != set(KINDS):  # the one list of kinds is kotune.config.PII_KINDS
+if set(KINDS) != DETECTED:  # the one list of kinds is kotune.config.PII_KINDS
     raise ImportError(f"PII kinds {sorted(set(KINDS) ^ DETECTED)} lack a detector or a name")

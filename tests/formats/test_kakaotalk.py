@@ -1,6 +1,7 @@
 """KakaoTalk exports: every layout (docs/korean.md) gives the same conversations; placeholders,
 notices, names and encodings as real exports write them."""
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,33 @@ def test_binary_files_are_named_for_what_they_are(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ingest("kakaotalk", [path], {"me": "준호"})
+
+
+def long_export(layout_file, days):
+    """The fixture's two days repeated over `days` days (dates moved on), as one export."""
+    text = (FIXTURES / layout_file).read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+    header, body = text.split("\n\n", 1)
+    out = [header, ""]
+    for day in range(days):
+        when = date(2024, 3, 1) + timedelta(days=2 * day)
+        after = when + timedelta(days=1)
+        out.append(
+            body.replace("2024년 3월 1일", f"{when.year}년 {when.month}월 {when.day}일")
+            .replace("2024년 3월 2일", f"{after.year}년 {after.month}월 {after.day}일")
+            .replace("금요일", "X요일".replace("X", "월화수목금토일"[when.weekday()]))
+            .replace("토요일", "X요일".replace("X", "월화수목금토일"[after.weekday()]))
+            .replace("을지로 3가 쪽", f"을지로 3가 쪽 {day}")
+        )
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", ["android_ko.txt", "ios_ko_time_only.txt", "pc_ko.txt"])
+def test_the_records_are_the_same_on_one_core_or_many(name):
+    text = long_export(name, 200)
+    opts = options(LAYOUTS[name][1])
+    one = kakaotalk.convert(text, "chat.txt", opts, 1)
+    many = kakaotalk.convert(text, "chat.txt", opts, 3)
+    assert one == many
+    assert one[2]["conversations"] == 600 and len(set(one[1])) == 600
+    layout = kakaotalk.LAYOUTS_BY_NAME[LAYOUTS[name][0]]
+    assert len(kakaotalk.cut_points(text, layout, 60, 3)) == 4  # three shards really ran

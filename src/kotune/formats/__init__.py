@@ -27,6 +27,9 @@ class Format:
     suffixes: tuple[str, ...]  # what a folder is searched for; a file named alone may differ (text)
     parse: Parser
     options: type | None = None  # the options dataclass (None: the format takes none)
+    # (document, source, options, workers) → (JSON lines, ids, counts), for a format that
+    # writes its records itself, on several cores (else: parse, then one core encodes)
+    convert: Callable | None = None
 
 
 FORMATS = {
@@ -36,7 +39,14 @@ FORMATS = {
         Format("summarization", "json", (".jsonl",), summarization.parse, summarization.Options),
         Format("alpaca", "json", (".json", ".jsonl"), alpaca.parse),
         Format("chat", "json", (".jsonl",), chat.parse),
-        Format("kakaotalk", "text", (".txt", ".csv"), kakaotalk.parse, kakaotalk.Options),
+        Format(
+            "kakaotalk",
+            "text",
+            (".txt", ".csv"),
+            kakaotalk.parse,
+            kakaotalk.Options,
+            kakaotalk.convert,
+        ),
     )
 }
 if tuple(FORMATS) != FORMAT_NAMES:  # the one list of formats is kotune.config.FORMAT_NAMES

@@ -11,15 +11,18 @@ longer than `gap_minutes` starts a new conversation, and a conversation left wit
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from kotune.errors import DataError, OptionError
+from kotune.files import dumps_jsonl_line
 from kotune.formats.fields import stem
 from kotune.formats.kakaotalk_layouts import (
     HEADERS,
+    LAYOUTS_BY_NAME,
     TAGS,
     Layout,
     detect_layout,
@@ -29,7 +32,8 @@ from kotune.formats.kakaotalk_layouts import (
     placeholder,
     read_csv_rows,
 )
-from kotune.records import make_record
+from kotune.parallel import Shards
+from kotune.records import ROLES, make_record
 
 
 @dataclass(frozen=True)
@@ -59,13 +63,14 @@ def _lineno(text: str, pos: int) -> int:
 
 
 def _when(m, day: int | None, text: str, source: str) -> int:
-    """The message's time stamp; a date it lacks comes from the last day line (`day`)."""
+    """The message's time stamp; a date it lacks comes from the last day line (`day`). Dates and
+    times are parsed through caches: an export repeats each day and each minute many times."""
+    date, time = m.group("date", "time") if "date" in m.re.groupindex else (None, m.group("time"))
     try:
-        date = m.group("date") if m.re.groupindex.get("date") else None
         ordinal = parse_date(date) if date else day
         if ordinal is None:
             raise ValueError("a message before any day line")
-        return ordinal * DAY_SECONDS + parse_time(m.group("time"))
+        return ordinal * DAY_SECONDS + parse_time(time)
     except ValueError as error:
         line = text[m.start() : text.find("\n", m.start())][:80]
         raise DataError(f"{source}:{_lineno(text, m.start())}: {error}: {line!r}") from None
@@ -91,30 +96,49 @@ def _drop_bare_notices(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
-def parse_text_export(text: str, layout: Layout, source: str, counts: Counter) -> list[Message]:
-    """Messages in file order. `text` has `\\n` line ends only."""
+def day_before(text: str, pos: int, layout: Layout) -> int | None:
+    """The date of the last day line before `pos` (a shard starting mid-file needs it)."""
+    end = pos - 1
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        m = layout.day_line.match(text, start, end)
+        if m:
+            return parse_date(m.group("ddate"))
+        end = start - 1
+    return None
+
+
+def parse_text_export(
+    text: str, layout: Layout, source: str, counts: Counter, start: int = 0, end: int | None = None
+) -> list[Message]:
+    """Messages in file order, of the whole text or of the lines in [start, end) (a shard: it
+    begins at a message line). `text` has `\\n` line ends only."""
+    end = len(text) if end is None else end
     messages: list[Message] = []
-    day: int | None = None
-    matches = layout.lines.finditer(text)
+    day = day_before(text, start, layout) if start and not layout.dated else None
+    matches = layout.lines.finditer(text, start, end)
     first = next(matches, None)
     if first is None:
         return messages
-    for line in text[: first.start()].split("\n"):  # before the first message: the header
+    for line in text[start : first.start()].split("\n"):  # before the first message: the header
         if line.strip():
             known = HEADERS.match(line)
             counts["header_lines" if known else "skipped_lines_before_first_message"] += 1
-    m = first
+    m, names = first, {}
     while m is not None:
         following = next(matches, None)
-        end = following.start() - 1 if following is not None else len(text)
+        stop = following.start() - 1 if following is not None else end - (end < len(text))
         kind = m.lastgroup
         if kind == "msg":
-            body = text[m.end() : end]
+            body = text[m.end() : stop]
             if layout.bare_notices and "\n" in body:
                 body = _drop_bare_notices(body, counts)
-            messages.append((_when(m, day, text, source), m.group("speaker").strip(), body))
+            when = _when(m, day, text, source)
+            speaker = m.group("speaker").strip()
+            speaker = names.setdefault(speaker, speaker)  # one string per person, not per line
+            messages.append((when, speaker, body))
         else:
-            rest = text[m.end() : end]
+            rest = text[m.end() : stop]
             if kind == "day":
                 try:
                     day = parse_date(m.group("ddate"))
@@ -159,26 +183,33 @@ def parse_csv_export(text: str, source: str, counts: Counter) -> list[Message]:
     return messages
 
 
-def _repair_split_names(messages: list[Message], me: str) -> list[Message]:
-    """A name holding ` : ` (`A : B`) splits early: `A` speaks, every text starts `B : `. Such a
-    speaker is put back together when all its messages (3 or more, or any if `A : B` is `me`)
-    share that start."""
-    texts: dict[str, list[str]] = {}
+def name_prefixes(messages: list[Message]) -> dict[str, tuple[int, str | None]]:
+    """Per speaker: messages, and the `B` every one of their texts starts with as `B : ` (None
+    if they do not all). A name holding ` : ` (`A : B`) splits early, and shows so."""
+    found: dict[str, tuple[int, str | None]] = {}
     for _, speaker, body in messages:
-        texts.setdefault(speaker, []).append(body)
-    fixes = {}
-    for speaker, bodies in texts.items():
-        first = bodies[0].split(" : ", 1)[0] if " : " in bodies[0] else None
-        if first is None or not all(b.startswith(first + " : ") for b in bodies):
-            continue
-        if len(bodies) >= 3 or f"{speaker} : {first}" == me:
-            fixes[speaker] = first
-    if not fixes:
-        return messages
-    cut = {speaker: len(rest) + 3 for speaker, rest in fixes.items()}
-    return [
-        (w, f"{s} : {fixes[s]}", b[cut[s] :]) if s in fixes else (w, s, b) for w, s, b in messages
-    ]
+        n, prefix = found.get(speaker, (0, ""))
+        if prefix == "":  # the speaker's first message
+            prefix = body.split(" : ", 1)[0] if " : " in body else None
+        elif prefix is not None and not body.startswith(prefix + " : "):
+            prefix = None
+        found[speaker] = (n + 1, prefix)
+    return found
+
+
+def split_names(prefixes: list[dict[str, tuple[int, str | None]]], me: str) -> dict[str, str]:
+    """Speakers to put back together (`A` → `A : B`): all their messages (3 or more, or any if
+    `A : B` is `me`), over every shard, start with the same `B : `."""
+    total: dict[str, tuple[int, str | None]] = {}
+    for shard in prefixes:
+        for speaker, (n, prefix) in shard.items():
+            m, seen = total.get(speaker, (0, prefix))
+            total[speaker] = (m + n, prefix if prefix == seen else None)
+    return {
+        speaker: prefix
+        for speaker, (n, prefix) in total.items()
+        if prefix is not None and (n >= 3 or f"{speaker} : {prefix}" == me)
+    }
 
 
 def _stamp(seconds: int) -> str:
@@ -186,81 +217,187 @@ def _stamp(seconds: int) -> str:
     return (day + timedelta(seconds=seconds % DAY_SECONDS)).isoformat()
 
 
-def to_conversations(
-    messages: list[Message], opts: Options, source: str, layout: str, counts: Counter
-) -> list[dict]:
-    """Split at silences longer than `opts.gap_minutes`, merge each side's consecutive messages
-    into one turn, and make one record per conversation that has typed text."""
-    group = len({speaker for _, speaker, _ in messages if speaker != opts.me}) > 1
-    gap = opts.gap_minutes * 60
-    conversations: list[list[tuple[str, str, str, int, bool]]] = []
-    previous: int | None = None
-    for when, speaker, body in messages:
-        text = body.strip("\n")
-        typed = True
-        kind = placeholder(text)
-        if kind is not None:
-            if TAGS[kind] is None or opts.media == "drop":
-                counts[f"skipped_{kind}"] += 1
+class ExportShard:
+    """The messages of an export between two offsets of its text, turned into records in three
+    steps, asked of every shard in turn (kotune.parallel): `summary` (who speaks), `split` (into
+    conversations, once split names are known), `encode` (once the first record number is known).
+    Shards start where a silence starts a conversation, so no conversation spans two."""
+
+    def __init__(self, messages: list[Message], counts: Counter, source: str, layout: str, opts):
+        self.messages, self.counts = messages, counts
+        self.source, self.layout, self.opts = source, layout, opts
+
+    @classmethod
+    def from_text(cls, text: str, start: int, end: int, layout: str, source: str, opts):
+        counts: Counter = Counter()
+        found = parse_text_export(text, LAYOUTS_BY_NAME[layout], source, counts, start, end)
+        return cls(found, counts, source, layout, opts)
+
+    def summary(self) -> tuple[Counter, dict[str, tuple[int, str | None]]]:
+        return Counter(speaker for _, speaker, _ in self.messages), name_prefixes(self.messages)
+
+    def split(self, fixes: dict[str, str]) -> int:
+        """Put split names together, drop placeholders (or tag them), and cut the messages at
+        every silence longer than gap_minutes; returns the conversations kept."""
+        opts, counts = self.opts, self.counts
+        gap, previous = opts.gap_minutes * 60, None
+        self.conversations: list[list[tuple[str, str, str, int, bool]]] = []
+        self.messages.reverse()  # popped from the end: each is freed once used
+        while self.messages:
+            when, speaker, body = self.messages.pop()
+            if speaker in fixes:
+                speaker, body = f"{speaker} : {fixes[speaker]}", body[len(fixes[speaker]) + 3 :]
+            if previous is None or when - previous > gap:
+                self.conversations.append([])
+            previous = when
+            text, typed = body.strip("\n"), True
+            kind = placeholder(text) if len(text) <= 120 else None
+            if kind is not None:
+                if TAGS[kind] is None or opts.media == "drop":
+                    counts[f"skipped_{kind}"] += 1
+                    continue
+                counts[f"tagged_{kind}"] += 1
+                text, typed = TAGS[kind], False
+            elif not text.strip():
+                counts["skipped_empty"] += 1
                 continue
-            counts[f"tagged_{kind}"] += 1
-            text, typed = TAGS[kind], False
-        elif not text.strip():
-            counts["skipped_empty"] += 1
-            continue
-        if previous is None or when - previous > gap:
-            conversations.append([])
-        previous = when
-        role = "assistant" if speaker == opts.me else "user"
-        conversations[-1].append((role, speaker, text, when, typed))
-    records = []
-    name = stem(source)
-    for turns in conversations:
-        if not any(typed for *_, typed in turns):
-            counts["skipped_conversations_media_only"] += 1
-            continue
-        merged: list[dict[str, str]] = []
-        for role, speaker, text, _, _ in turns:
-            shown = f"{speaker}: {text}" if group and role == "user" else text
-            if merged and merged[-1]["role"] == role:
-                merged[-1]["content"] += "\n" + shown
+            role = "assistant" if speaker == opts.me else "user"
+            self.conversations[-1].append((role, speaker, text, when, typed))
+        kept = []
+        for turns in self.conversations:
+            if not turns:
+                continue
+            if any(typed for *_, typed in turns):
+                kept.append(turns)
             else:
-                merged.append({"role": role, "content": shown})
-        meta = {
-            "kind": "kakaotalk",
-            "file": source,
-            "layout": layout,
-            "start": _stamp(turns[0][3]),
-            "end": _stamp(turns[-1][3]),
-            "speakers": sorted({speaker for _, speaker, *_ in turns}),
-        }
-        records.append(make_record(f"{name}-{len(records) + 1:05d}", merged, meta))
-    return records
+                counts["skipped_conversations_media_only"] += 1
+        self.conversations = kept
+        return len(kept)
+
+    def encode(self, group: bool, first_number: int) -> tuple[list[bytes], list[str], Counter]:
+        """The records as JSON lines, their ids, and counts for metrics/ingest.json."""
+        counts, lines, ids = self.counts, [], []
+        name = stem(self.source)
+        self.conversations.reverse()  # popped from the end: each is freed once encoded
+        for n in range(first_number, first_number + len(self.conversations)):
+            turns = self.conversations.pop()
+            merged: list[dict[str, str]] = []
+            for role, speaker, text, _, _ in turns:
+                shown = f"{speaker}: {text}" if group and role == "user" else text
+                if merged and merged[-1]["role"] == role:
+                    merged[-1]["content"] += "\n" + shown
+                else:
+                    merged.append({"role": role, "content": shown})
+            meta = {
+                "kind": "kakaotalk",
+                "file": self.source,
+                "layout": self.layout,
+                "start": _stamp(turns[0][3]),
+                "end": _stamp(turns[-1][3]),
+                "speakers": sorted({speaker for _, speaker, *_ in turns}),
+            }
+            record = make_record(f"{name}-{n:05d}", merged, meta)
+            lines.append(dumps_jsonl_line(record).encode())
+            ids.append(record["id"])
+            roles = [m["role"] for m in merged]
+            counts["messages"] += len(roles)
+            counts["user_turns"] += roles.count("user")
+            counts["assistant_turns"] += roles.count("assistant")
+            counts["examples"] += sum(
+                1 for a, b in zip(roles, roles[1:]) if (a, b) == ("user", "assistant")
+            )
+        counts["conversations"] += len(ids)
+        counts["system_turns"] += 0
+        return lines, ids, counts
 
 
-def parse(text: str, source: str, opts: Options) -> tuple[list[dict], dict[str, int]]:
-    """Records and counts (for metrics/ingest.json) of one export's decoded text."""
+def cut_points(text: str, layout: Layout, gap_minutes: int, parts: int) -> list[int]:
+    """Where to cut the text into about `parts` shards: at a message line that follows the one
+    before it by more than `gap_minutes` (a new conversation on any number of shards)."""
+    cuts = [0]
+    for i in range(1, parts):
+        pos = text.find("\n", max(len(text) * i // parts, cuts[-1])) + 1
+        if pos == 0:
+            break
+        day = None if layout.dated else day_before(text, pos, layout)
+        previous = None
+        for m in layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts)):
+            if m.lastgroup == "day":
+                day = parse_date(m.group("ddate"))
+            elif m.lastgroup == "msg" and (layout.dated or day is not None):
+                when = _when(m, day, text, "")
+                if previous is not None and when - previous > gap_minutes * 60:
+                    cuts.append(m.start())
+                    break
+                previous = when
+    return [*cuts, len(text)]
+
+
+def convert(
+    text: str, source: str, opts: Options, workers: int = 1, write=None
+) -> tuple[list[bytes], list[str], dict[str, int]]:
+    """One export's decoded text as conversation records: JSON lines, their ids and counts.
+    With `write`, each shard's lines go to it as they come (and none are returned)."""
     if not isinstance(text, str):
         raise DataError(f"{source}: a KakaoTalk export is text, got {type(text).__name__}")
     text = text.lstrip("\ufeff")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    counts: Counter = Counter()
     head = text[: _nth_line_end(text, 400)].split("\n")
     layout = detect_layout(head, source)
     if layout is None:
-        messages, layout_name = parse_csv_export(text, source, counts), "csv"
+        counts: Counter = Counter()
+        pieces = [(parse_csv_export(text, source, counts), counts, source, "csv", opts)]
+        factory, layout_name = ExportShard, "csv"
     else:
-        messages, layout_name = parse_text_export(text, layout, source, counts), layout.name
-    messages = _repair_split_names(messages, opts.me)
-    speakers = Counter(speaker for _, speaker, _ in messages)
-    if opts.me not in speakers:
-        found = ", ".join(f"{name} ({n})" for name, n in speakers.most_common(10)) or "none"
-        raise OptionError(
-            "me", f"is {opts.me!r}, who never speaks in {source}; speakers found: {found}"
+        cuts = (
+            cut_points(text, layout, opts.gap_minutes, workers) if workers > 1 else [0, len(text)]
         )
-    counts["export_messages"] = len(messages)
+        pieces = [(text, a, b, layout.name, source, opts) for a, b in zip(cuts, cuts[1:])]
+        factory, layout_name = ExportShard.from_text, layout.name
+    with Shards(factory, pieces) as shards:
+        summaries = shards.ask("summary")
+        fixes = split_names([prefixes for _, prefixes in summaries], opts.me)
+        speakers: Counter = Counter()
+        for counted, _ in summaries:
+            for speaker, n in counted.items():
+                speakers[f"{speaker} : {fixes[speaker]}" if speaker in fixes else speaker] += n
+        if opts.me not in speakers:
+            found = ", ".join(f"{name} ({n})" for name, n in speakers.most_common(10)) or "none"
+            raise OptionError(
+                "me", f"is {opts.me!r}, who never speaks in {source}; speakers found: {found}"
+            )
+        group = len([s for s in speakers if s != opts.me]) > 1
+        firsts, number = [], 1
+        for kept in shards.ask("split", fixes):
+            firsts.append(number)
+            number += kept
+        encoded = shards.ask_each_with("encode", [(group, first) for first in firsts])
+        data, ids, counts = [], [], Counter()
+        for lines, shard_ids, shard_counts in encoded:
+            if write is None:
+                data += lines
+            else:
+                write(lines)
+            ids += shard_ids
+            counts.update(shard_counts)
+    counts["export_messages"] = sum(speakers.values())
     counts["speakers"] = len(speakers)
     counts[f"layout_{layout_name}"] = 1
-    records = to_conversations(messages, opts, source, layout_name, counts)
-    return records, dict(counts)
+    counts["kind_kakaotalk"] = len(ids)
+    return data, ids, dict(counts)
+
+
+def parse(text: str, source: str, opts: Options) -> tuple[list[dict], dict[str, int]]:
+    """Records and counts (for metrics/ingest.json) of one export's decoded text, in memory."""
+    data, _, counts = convert(text, source, opts)
+    records = [json.loads(line) for line in data]
+    for key in (
+        "conversations",
+        "messages",
+        "examples",
+        "kind_kakaotalk",
+        *(f"{r}_turns" for r in ROLES),
+    ):
+        counts.pop(key, None)
+    return records, counts

@@ -118,6 +118,7 @@ class Layout:
     lines: re.Pattern
     message: re.Pattern  # one message line alone: counts matches when the layout is detected
     day: re.Pattern  # this client's day lines (detection: breaks ties between look-alikes)
+    day_line: re.Pattern  # every day line the parser accepts (group `ddate`), alone
     dated: bool  # messages carry their date (else the last day line gives it)
     bare_notices: bool  # notices have no time stamp (PC): told from text by phrase only
 
@@ -136,7 +137,8 @@ def _layout(name: str, stamp: str, days: str, style: str, notice: str | None, *,
         re.compile("^(?:" + "|".join(parts) + ")", re.MULTILINE),
         re.compile(msg.replace("(?P<", "(?P<m_")),
         re.compile(rf"^(?:{style})[ \t]*$"),
-        dated="(?P<date>" in stamp,
+        re.compile(rf"(?:{days})[ \t]*$"),  # .match(text, start, end) anchors it
+        dated=stamp.startswith("(?P<date>") or ", (?P<date>" in stamp,
         bare_notices=notice is None,
     )
 
@@ -218,6 +220,7 @@ LAYOUTS = (
     ),
 )
 LAYOUT_NAMES = [layout.name for layout in LAYOUTS] + ["csv"]
+LAYOUTS_BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
 # The first lines of an export, before its first message (counted as header lines).
 HEADERS = re.compile(
@@ -303,14 +306,18 @@ TAGS = {
 }
 _BY_TEXT = {text: kind for kind, texts in _EXACT.items() for text in texts}
 _PATTERN_STARTS = ("사진", "<사진", "파일", "File", "file", "보이스", "페이스", "Voice", "Face")
+_FIRST_CHARS = {text[0] for texts in _EXACT.values() for text in texts}
+_FIRST_CHARS |= {text[0] for text in _PATTERN_STARTS} | set("0123456789 \t")
 
 
 def placeholder(text: str) -> str | None:
     """The kind of placeholder (photo, video, …) if the whole message is one, else None."""
-    if len(text) > 120:  # placeholders are short (a file name at most)
+    if len(text) > 120 or text[:1] not in _FIRST_CHARS:  # short, and starting like one
         return None
-    text = text.strip()
     kind = _BY_TEXT.get(text)
+    if kind is None and text[:1].isspace() or text[-1:].isspace():
+        text = text.strip()
+        kind = _BY_TEXT.get(text)
     if kind is not None:
         return kind
     if text[:1].isdigit() or text.startswith(_PATTERN_STARTS):
