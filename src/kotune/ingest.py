@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -131,8 +130,7 @@ def _read_text(path: Path) -> tuple[str, str]:
                 f"{path}: neither UTF-8, UTF-16/32 nor CP949 text (UTF-8 fails at byte "
                 f"{utf8_error.start}); save it as UTF-8 and try again"
             ) from None
-        print(f"kotune: {path}: not UTF-8, read as CP949", file=sys.stderr)
-        return text, "cp949"
+        return text, "cp949"  # said in the summary line and counted (files_cp949)
 
 
 def _decode(data: bytes, encoding: str, path: Path) -> str:
@@ -195,6 +193,10 @@ def ingest_file(
             except OptionError as error:
                 key = names.get(error.key, f"{names['options']}.{error.key}")
                 raise DataError(f"{key} {error.detail}") from None
+            except DataError as error:
+                if encoding == "utf-8":
+                    raise
+                raise DataError(f"{error} (the file was read as {encoding.upper()})") from None
             del document
             for record_id in ids:
                 if record_id in seen:
@@ -248,9 +250,17 @@ def ingest(
 
 
 def describe(stats: dict[str, int]) -> str:
-    """What was skipped, in words, for the one summary line on stderr: `3 system notices, …`."""
-    parts = []
+    """What was skipped and how files were read, in words, for the one summary line on stderr:
+    `1 file read as CP949; skipped 3 system notices, 2 photo`."""
+    said = []
     for key, n in sorted(stats.items()):
-        if n and key.startswith("skipped_"):
-            parts.append(f"{n} {key.removeprefix('skipped_').replace('_', ' ')}")
-    return "skipped " + ", ".join(parts) if parts else ""
+        if n and key.startswith("files_") and key != "files_utf8":
+            said.append(f"{n} file{'s' * (n > 1)} read as {key.removeprefix('files_').upper()}")
+    skipped = [
+        f"{n} {key.removeprefix('skipped_').replace('_', ' ')}"
+        for key, n in sorted(stats.items())
+        if n and key.startswith("skipped_")
+    ]
+    if skipped:
+        said.append("skipped " + ", ".join(skipped))
+    return "; ".join(said)
