@@ -131,8 +131,10 @@ def parse_text_export(
         kind = m.lastgroup
         if kind == "msg":
             body = text[m.end() : stop]
-            if layout.bare_notices and "\n" in body:
-                body = _drop_bare_notices(body, counts)
+            if "\n" in body:
+                if layout.bare_notices:
+                    body = _drop_bare_notices(body, counts)
+                counts["continuation_lines"] += body.count("\n")
             when = _when(m, day, text, source)
             speaker = m.group("speaker").strip()
             speaker = names.setdefault(speaker, speaker)  # one string per person, not per line
