@@ -8,7 +8,8 @@ import pytest
 
 from kotune.errors import ConfigError, DataError
 from kotune.formats import kakaotalk
-from kotune.formats.kakaotalk_layouts import parse_date, parse_time, placeholder, to_24h
+from kotune.formats.kakaotalk_content import placeholder
+from kotune.formats.kakaotalk_layouts import parse_date, parse_time, to_24h
 from kotune.ingest import ingest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kakaotalk"
