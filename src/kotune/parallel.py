@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -73,13 +74,18 @@ class Local:
 
 
 def _serve(conn, factory: Callable, args: tuple) -> None:
+    # Ctrl-C is the parent's to handle (one "interrupted" line); a worker ends with its pipe
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     shard, failure = None, None
     try:
         shard = factory(*args)
     except BaseException as error:  # noqa: BLE001 (sent to the caller, which raises it)
         failure = error
     while True:
-        request = conn.recv()
+        try:
+            request = conn.recv()
+        except EOFError:  # the parent is gone
+            return
         if request is None:
             return
         method, method_args = request
