@@ -32,6 +32,7 @@ from kotune.masking import (
 )
 from kotune.parallel import Shards, default_workers
 from kotune.pii import find_pii, name_forms, names_pattern
+from kotune.profiling import turn_code
 from kotune.records import ROLES, read_records
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000\u200b\ufeff]+")
@@ -88,7 +89,7 @@ def _dumps(value: Any) -> str:
 
 @dataclass
 class Emitted:
-    """One shard's cleaned records: (dedupe key, JSON line, (role, length) per turn) each, and
+    """One shard's cleaned records: (dedupe key, JSON line, turn codes, characters) each, and
     its audit lines, counts and leaks."""
 
     records: list[tuple[bytes, bytes, tuple]] = field(default_factory=list)
@@ -192,8 +193,9 @@ class CleanShard:
             record["messages"] = messages
             line = (_dumps(record) + "\n").encode()
             key = conversation_key(messages) if self.clean.dedupe else b""
-            lengths = tuple([(m["role"], len(m["content"])) for m in messages])
-            out.records.append((key, line, lengths))
+            codes = bytes([turn_code(m["role"], len(m["content"])) for m in messages])
+            size = sum(len(m["content"]) for m in messages)
+            out.records.append((key, line, codes, size))
         return out
 
 
@@ -216,7 +218,7 @@ class Cleaned:
     """What clean wrote, for the metrics and the data picture."""
 
     stats: dict[str, int]
-    lengths: Counter  # (role, length in characters) → turns
+    lengths: Counter  # kotune.profiling.turn_code(role, length) → turns
     sizes: list[int]  # characters of each kept conversation, in order
     offsets: list[int]  # byte offset of each kept conversation's line in the output
 
@@ -266,7 +268,7 @@ def clean_file(
             stats.update(emitted.counts)
             audit_lines += emitted.audit
             left += emitted.leaks
-            for key, line, turn_lengths in emitted.records:
+            for key, line, codes, size in emitted.records:
                 if clean.dedupe:
                     if key in seen:
                         stats["dropped_conversations_duplicate"] += 1
@@ -274,9 +276,9 @@ def clean_file(
                     seen.add(key)
                 offsets.append(handle.tell())
                 handle.write(line)
-                lengths.update(turn_lengths)
-                sizes.append(sum(size for _, size in turn_lengths))
-                stats["turns_out"] += len(turn_lengths)
+                lengths.update(codes)
+                sizes.append(size)
+                stats["turns_out"] += len(codes)
         stats["conversations_out"] = len(offsets)
         _refuse(left, dict(stats), clean)
     with atomic_path(audit) as tmp:

@@ -38,12 +38,26 @@ def length_bucket(size: int) -> str:
     return f"{lower:>4}+"
 
 
-def turn_length_table(lengths: Counter) -> list[dict[str, Any]]:
+ROLE_CODES = ("system", "user", "assistant")
+
+
+def turn_code(role: str, size: int) -> int:
+    """A turn's length bucket and role in one small number (a byte: millions of turns are counted
+    in other processes and sent back)."""
+    bucket = next(
+        (i for i, upper in enumerate(LENGTH_BUCKETS) if size < upper), len(LENGTH_BUCKETS)
+    )
+    return bucket * len(ROLE_CODES) + ROLE_CODES.index(role)
+
+
+def turn_length_table(codes: Counter) -> list[dict[str, Any]]:
     """Rows of (length bucket, user turns, assistant turns), shortest bucket first, from a count
-    of turns per (role, length in characters)."""
+    of turn_code()s."""
     counts: Counter = Counter()
-    for (role, size), n in lengths.items():
-        counts[(length_bucket(size), role)] += n
+    for code, n in codes.items():
+        bucket, role = divmod(code, len(ROLE_CODES))
+        lower = LENGTH_BUCKETS[bucket - 1] if bucket else 0
+        counts[(length_bucket(lower), ROLE_CODES[role])] += n
     buckets = sorted(
         {bucket for bucket, _ in counts}, key=lambda b: int(b.split("-")[0].rstrip("+"))
     )
