@@ -35,8 +35,8 @@ def make_export(path: Path, target_bytes: int) -> tuple[int, int]:
     """Repeat the sample's message lines with dates shifted by its span until `target_bytes`."""
     from collections import Counter
 
-    from kotune.formats.kakaotalk_lines import DAY_SECONDS, parse_text_export
     from kotune.formats.kakaotalk_layouts import LAYOUTS
+    from kotune.formats.kakaotalk_lines import DAY_SECONDS, parse_text_export
 
     text = SAMPLE.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
     messages = parse_text_export(text, LAYOUTS[0], str(SAMPLE), Counter())
