@@ -21,7 +21,7 @@ from typing import Any
 
 from kotune.config import CleanConfig, PiiConfig
 from kotune.errors import DataError
-from kotune.files import atomic_path
+from kotune.files import atomic_path, paused_gc
 from kotune.masking import (
     Pseudonyms,
     apply_spans,
@@ -259,6 +259,7 @@ def clean_file(
     sizes, offsets, audit_lines, left = [], [], [], []
     seen: set[bytes] = set()
     with (
+        paused_gc(),
         Shards.of_file(CleanShard.from_file, source, workers, (clean, pii)) as shards,
         atomic_path(out) as tmp,
         tmp.open("wb") as handle,

@@ -7,6 +7,7 @@ number, *args) whose methods take and return picklable values.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -76,6 +77,7 @@ class Local:
 def _serve(conn, factory: Callable, args: tuple) -> None:
     # Ctrl-C is the parent's to handle (one "interrupted" line); a worker ends with its pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # shards build millions of records without cycles: see kotune.files.paused_gc
     shard, failure = None, None
     try:
         shard = factory(*args)
