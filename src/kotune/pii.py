@@ -162,10 +162,11 @@ _CUED = re.compile(
     )
 )
 # The rarer kinds, looked for only where this one scan finds a sign of them.
-_RARE_HINTS = re.compile(
+_RARE_HINTS = re.compile(  # the lookahead skips every other syllable at once
+    r"(?=[A-Za-z여면사법우생출일\d.(])(?:"
     rf"(?P<EN>\b{_EN_STREET}\b)|"
     r"(?P<CUE>여권|[Pp]assport|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|"
-    r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생)"
+    r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생))"
 )
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(

@@ -3,6 +3,7 @@ tables that dvc.yaml declares as bar plots."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from typing import Any
