@@ -31,8 +31,8 @@ from kotune.masking import (
     person_key,
 )
 from kotune.parallel import Shards, default_workers
-from kotune.pii import find_pii, name_forms, names_pattern
-from kotune.profiling import turn_code
+from kotune.pii import find_pii, may_hold_pii, name_forms, names_pattern
+from kotune.profiling import turn_codes
 from kotune.records import ROLES, read_records
 
 _SPACES = re.compile(r"[ \t\u00a0\u3000\u200b\ufeff]+")
@@ -122,7 +122,7 @@ class CleanShard:
                 ]
                 record["meta"] = {**meta, "speakers": speakers}
             self.records.append(record)
-        self.spans: dict[tuple[int, int], list] = {}
+        self.spans: dict[int, dict[int, list]] = {}  # record → message → its spans
 
     @classmethod
     def from_file(cls, path: Path, start: int, end: int, lineno: int, clean, pii) -> CleanShard:
@@ -144,13 +144,15 @@ class CleanShard:
 
     def detect(self, forms: list[str]) -> list[str]:
         """Find every span; return the people met, first met first (spans, then speakers)."""
-        self.forms = names_pattern(forms)
+        self.forms = forms = names_pattern(forms)
         met: dict[str, None] = {}
         for r, record in enumerate(self.records):
             for k, (_, content) in enumerate(record["messages"]):
-                spans = [s for s in find_pii(content, self.forms) if s.kind in self.kinds]
+                if not may_hold_pii(content, forms):
+                    continue
+                spans = [s for s in find_pii(content, forms) if s.kind in self.kinds]
                 if spans:
-                    self.spans[r, k] = spans
+                    self.spans.setdefault(r, {})[k] = spans
                     for span in spans:
                         if span.kind == "PERSON":
                             met.setdefault(person_key(content[span.start : span.end]), None)
@@ -167,10 +169,8 @@ class CleanShard:
         for r in range(len(self.records)):
             record = self.records.pop()
             messages = [{"role": role, "content": content} for role, content in record["messages"]]
-            for k, message in enumerate(messages):
-                spans = self.spans.get((r, k))
-                if not spans:
-                    continue
+            for k, spans in self.spans.get(r, {}).items():
+                message = messages[k]
                 message["content"] = apply_spans(message["content"], spans, stand_ins)
                 for span in spans:
                     counts[f"masked_{span.kind.lower()}"] += 1
@@ -193,9 +193,9 @@ class CleanShard:
             record["messages"] = messages
             line = (_dumps(record) + "\n").encode()
             key = conversation_key(messages) if self.clean.dedupe else b""
-            codes = bytes([turn_code(m["role"], len(m["content"])) for m in messages])
-            size = sum(len(m["content"]) for m in messages)
-            out.records.append((key, line, codes, size))
+            sizes = [len(m["content"]) for m in messages]
+            codes = turn_codes([m["role"] for m in messages], sizes)
+            out.records.append((key, line, codes, sum(sizes)))
         return out
 
 

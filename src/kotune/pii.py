@@ -16,7 +16,8 @@ from kotune.checksums import brn_checksum_ok, corporate_checksum_ok, luhn_ok, rr
 from kotune.config import PII_KINDS as KINDS
 
 __all__ = ["KINDS", "Span", "brn_checksum_ok", "corporate_checksum_ok", "find_pii", "find_names"]
-__all__ += ["find_structured", "luhn_ok", "name_forms", "names_pattern", "rrn_checksum_ok"]
+__all__ += ["find_structured", "luhn_ok", "may_hold_pii", "name_forms", "names_pattern"]
+__all__ += ["rrn_checksum_ok"]
 
 # ------------------------------------------------------------------------------ shapes
 
@@ -313,6 +314,12 @@ def find_names(text: str, names: Names) -> list[Span]:
     if pattern is None or not pattern.search(text):
         return []
     return [Span(m.start(), m.end(), "PERSON") for m in pattern.finditer(text)]
+
+
+def may_hold_pii(text: str, forms: re.Pattern | None) -> bool:
+    """False when find_pii would surely find nothing: no digit, @ or URL start, and no name (two
+    cheap searches, so that most chat lines skip the detectors)."""
+    return bool(_CANDIDATE.search(text) or (forms is not None and forms.search(text)))
 
 
 def find_pii(text: str, forms: Names = None) -> list[Span]:

@@ -40,15 +40,21 @@ def length_bucket(size: int) -> str:
 
 
 ROLE_CODES = ("system", "user", "assistant")
+_ROLE_INDEX = {role: i for i, role in enumerate(ROLE_CODES)}
 
 
 def turn_code(role: str, size: int) -> int:
     """A turn's length bucket and role in one small number (a byte: millions of turns are counted
     in other processes and sent back)."""
-    bucket = next(
-        (i for i, upper in enumerate(LENGTH_BUCKETS) if size < upper), len(LENGTH_BUCKETS)
+    return bisect.bisect_right(LENGTH_BUCKETS, size) * len(ROLE_CODES) + _ROLE_INDEX[role]
+
+
+def turn_codes(roles: list[str], sizes: list[int]) -> bytes:
+    """turn_code of each turn of a conversation, as bytes."""
+    bucket, index, n = bisect.bisect_right, _ROLE_INDEX, len(ROLE_CODES)
+    return bytes(
+        [bucket(LENGTH_BUCKETS, size) * n + index[role] for role, size in zip(roles, sizes)]
     )
-    return bucket * len(ROLE_CODES) + ROLE_CODES.index(role)
 
 
 def turn_length_table(codes: Counter) -> list[dict[str, Any]]:
