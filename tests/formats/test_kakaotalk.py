@@ -1,6 +1,7 @@
 """KakaoTalk exports: every layout (docs/korean.md) gives the same conversations; placeholders,
 notices, names and encodings as real exports write them."""
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from kotune.formats import kakaotalk
 from kotune.formats.kakaotalk_content import placeholder
 from kotune.formats.kakaotalk_layouts import parse_date, parse_time, to_24h
 from kotune.ingest import ingest
+from kotune.records import count_messages
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kakaotalk"
 # fixture → (layout detected, the name the exporting user has in it)
@@ -367,5 +369,7 @@ def test_the_records_are_the_same_on_one_core_or_many(name):
     many = kakaotalk.convert(text, "chat.txt", opts, 3)
     assert one == many
     assert one[2]["conversations"] == 600 and len(set(one[1])) == 600
+    counted = count_messages([json.loads(line) for line in one[0]])
+    assert {key: one[2][key] for key in counted} == counted
     layout = kakaotalk.LAYOUTS_BY_NAME[LAYOUTS[name][0]]
     assert len(kakaotalk.cut_points(text, layout, 60, 3)) == 4  # three shards really ran

@@ -109,6 +109,7 @@ class ExportShard:
     def encode(self, group: bool, first_number: int) -> tuple[list[bytes], list[str], Counter]:
         """The records as JSON lines, their ids, and counts for metrics/ingest.json."""
         counts, lines, ids = self.counts, [], []
+        turns_total = assistant_turns = assistant_turns_first = 0
         name = stem(self.source)
         self.conversations.reverse()  # popped from the end: each is freed once encoded
         for n in range(first_number, first_number + len(self.conversations)):
@@ -132,13 +133,15 @@ class ExportShard:
             lines.append(dumps_jsonl_line(record).encode())
             ids.append(record["id"])
             roles = [m["role"] for m in merged]
-            counts["messages"] += len(roles)
-            counts["user_turns"] += roles.count("user")
-            counts["assistant_turns"] += roles.count("assistant")
-            counts["examples"] += sum(
-                1 for a, b in zip(roles, roles[1:]) if (a, b) == ("user", "assistant")
-            )
+            turns_total += len(roles)
+            assistant_turns += roles.count("assistant")
+            if roles[0] == "assistant":  # every assistant turn but a first one answers a user turn
+                assistant_turns_first += 1
         counts["conversations"] += len(ids)
+        counts["messages"] += turns_total
+        counts["assistant_turns"] += assistant_turns
+        counts["user_turns"] += turns_total - assistant_turns
+        counts["examples"] += assistant_turns - assistant_turns_first
         counts["system_turns"] += 0
         return lines, ids, counts
 

@@ -91,7 +91,8 @@ def parse_text_export(
         if line.strip():
             known = HEADERS.match(line)
             counts["header_lines" if known else "skipped_lines_before_first_message"] += 1
-    m, names = first, {}
+    m, names, continued = first, {}, 0
+    dated = "date" in layout.lines.groupindex
     while m is not None:
         following = next(matches, None)
         stop = following.start() - 1 if following is not None else end - (end < len(text))
@@ -101,9 +102,21 @@ def parse_text_export(
             if "\n" in body:
                 if layout.bare_notices:
                     body = _drop_bare_notices(body, counts)
-                counts["continuation_lines"] += body.count("\n")
-            stamp = stamp_of(m, day, text, source)
-            speaker = m.group("speaker").strip()
+                continued += body.count("\n")
+            # the common case inline (an export has millions of lines); stamp_of says what is wrong
+            date, time, speaker = (
+                m.group("date", "time", "speaker")
+                if dated
+                else (
+                    None,
+                    *m.group("time", "speaker"),
+                )
+            )
+            try:
+                stamp = (parse_date(date) if date else day) * DAY_SECONDS + parse_time(time)
+            except (TypeError, ValueError):
+                stamp = stamp_of(m, day, text, source)
+            speaker = speaker.strip()
             speaker = names.setdefault(speaker, speaker)  # one string per person, not per line
             messages.append((stamp, speaker, body))
         else:
@@ -122,6 +135,7 @@ def parse_text_export(
             if rest.strip():  # lines after a day line or notice that are no new message
                 _append(messages, rest.lstrip("\n"), counts)
         m = following
+    counts["continuation_lines"] += continued
     return messages
 
 
