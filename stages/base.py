@@ -12,9 +12,10 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import atomic_dir, read_jsonl, write_json
+from kotune.files import atomic_dir, write_json
 from kotune.modeling.base import build_scratch_base, pin_pretrained_base
 from kotune.modeling.scratch import pin_cpu_math
+from kotune.records import read_records
 
 
 def main(cfg: Config, train: Path, out: Path, metrics: Path) -> None:
@@ -22,7 +23,7 @@ def main(cfg: Config, train: Path, out: Path, metrics: Path) -> None:
         pin_cpu_math()  # the same bits on any x86-64 CPU with AVX2 (before torch loads)
     with atomic_dir(out) as tmp:
         if cfg.model.source == "scratch":
-            records = [record for _, record in read_jsonl(train)]
+            records = list(read_records(train))
             stats = build_scratch_base(records, cfg, tmp)
         else:
             stats = pin_pretrained_base(cfg, tmp)

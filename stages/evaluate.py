@@ -15,7 +15,8 @@ import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdli
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
 from kotune.evaluation import evaluate_adapter
-from kotune.files import read_json, read_jsonl, write_json, write_jsonl
+from kotune.files import read_json, write_json, write_jsonl
+from kotune.records import read_records
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
@@ -23,7 +24,7 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
 
     best = read_json(args.train_metrics)["best_checkpoint"]
     test_rows = load_from_disk(str(args.data))["test"].to_list()
-    test_records = [record for _, record in read_jsonl(args.test)]
+    test_records = list(read_records(args.test))
     stats, predictions = evaluate_adapter(
         cfg, args.base, args.checkpoints / best, test_rows, test_records
     )

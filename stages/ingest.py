@@ -5,6 +5,7 @@
 
 Reads params `persona.data` (format, path, options) and `persona.generate` (enabled,
 add_to_data), the files under data.path and, when generation is enabled, the generated records.
+What was skipped (system notices, photos, …) is counted in the metrics and said in one line.
 """
 
 import argparse
@@ -13,15 +14,18 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import write_json, write_jsonl
-from kotune.ingest import ingest_persona
+from kotune.files import write_json
+from kotune.ingest import describe, ingest_persona
 
 
 def main(cfg: Config, generated: Path | None, out: Path, metrics: Path) -> None:
-    records, stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated)
-    write_jsonl(out, records)
+    stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated, out)
     write_json(metrics, stats)
-    print(f"ingest: {stats['conversations']} conversations, {stats['examples']} examples")
+    skipped = describe(stats)
+    print(
+        f"ingest: {stats['conversations']} conversations, {stats['examples']} examples"
+        + (f" ({skipped})" if skipped else "")
+    )
 
 
 if __name__ == "__main__":

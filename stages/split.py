@@ -12,12 +12,13 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import run_cli
-from kotune.files import read_jsonl, write_json, write_jsonl
+from kotune.files import write_json, write_jsonl
+from kotune.records import read_records
 from kotune.splitting import split_by_conversation
 
 
 def main(cfg: Config, source: Path, train: Path, test: Path, metrics: Path) -> None:
-    records = [record for _, record in read_jsonl(source)]
+    records = list(read_records(source))
     train_records, test_records, stats = split_by_conversation(
         records, cfg.split.test_fraction, cfg.split.seed
     )

@@ -14,11 +14,11 @@ from pathlib import Path
 import kotune.stagepath  # noqa: F401  (first: stages/ must not shadow the stdlib's tokenize)
 from kotune.config import Config, load_config
 from kotune.errors import DataError, run_cli
-from kotune.files import atomic_dir, read_jsonl, write_json
+from kotune.files import atomic_dir, write_json
 from kotune.inference.loading import load_tokenizer
 from kotune.modeling.manifest import base_location
 from kotune.prompting import config_prompt_builder
-from kotune.records import training_examples
+from kotune.records import read_records, training_examples
 from kotune.tokenizing import tokenize_split
 
 
@@ -32,7 +32,7 @@ def main(cfg: Config, splits: dict[str, Path], base: Path, out: Path, metrics: P
     builder = config_prompt_builder(tokenizer, cfg)
     datasets, stats = {}, {}
     for name, path in splits.items():
-        examples = [e for _, r in read_jsonl(path) for e in training_examples(r)]
+        examples = [e for r in read_records(path) for e in training_examples(r)]
         rows, counts = tokenize_split(builder, examples, cfg.max_seq_len)
         if not rows:
             raise DataError(

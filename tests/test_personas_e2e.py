@@ -110,6 +110,6 @@ def test_no_planted_pii_reaches_any_artifact_or_log_of_the_kakaotalk_run(project
     }
     assert not found, sorted(found)[:20]
     clean = json.loads((project / "metrics/clean.json").read_text(encoding="utf-8"))
-    for kind in ("phone", "email", "account", "address", "person"):
+    for kind in ("phone", "email", "account", "address", "person", "plate", "birthdate", "zipcode"):
         assert clean[f"masked_{kind}"] > 0, kind
     assert clean["pii_leaks_after_masking"] == 0

@@ -9,31 +9,44 @@ from pathlib import Path
 
 from kotune.errors import KotuneError, run_cli
 
+# The ingest flags: each sets the format option of the same name (errors name the flag).
+INGEST_FLAGS = {
+    "me": "--me",
+    "gap_minutes": "--gap-minutes",
+    "media": "--media",
+    "instruction": "--instruction",
+}
+
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from kotune.files import check_output_file, write_jsonl
-    from kotune.ingest import ingest
+    from kotune.files import check_output_file
+    from kotune.ingest import describe, ingest_file
 
     check_output_file(args.output)
     options = json.loads(args.options) if args.options else {}
-    flags = {
-        "me": args.me,
-        "gap_minutes": args.gap_minutes,
-        "media": args.media,
-        "instruction": args.instruction,
-    }
-    options.update({key: value for key, value in flags.items() if value is not None})
-    records, stats = ingest(args.format, args.inputs, options)
-    write_jsonl(args.output, records)
+    if not isinstance(options, dict):
+        raise KotuneError('--options must be a JSON object, e.g. \'{"me": "준호"}\'')
+    for key in INGEST_FLAGS:
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    names = {"format": "--format", "options": "--options", **INGEST_FLAGS}
+    stats = ingest_file(args.format, args.inputs, options, args.output, names)
+    skipped = describe(stats)
+    print(
+        f"ingest: {stats['conversations']} conversations, {stats['examples']} examples"
+        + (f" ({skipped})" if skipped else ""),
+        file=sys.stderr,
+    )
     print(json.dumps(stats, sort_keys=True), file=sys.stderr)
     return 0
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from kotune.cleaning import clean_dataset
+    import tempfile
+
+    from kotune.cleaning import clean_file, describe
     from kotune.config import CleanConfig, PiiConfig, load_config
-    from kotune.files import check_output_file, read_jsonl, read_names, write_jsonl
-    from kotune.records import check_record
+    from kotune.files import check_output_file, read_names
 
     check_output_file(args.output)
     if Path(args.params).is_file():
@@ -43,17 +56,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
         clean, pii = CleanConfig(), PiiConfig()
     names = read_names(pii.names_file) if pii.names_file else []
     names += [n.strip() for n in (args.names or "").split(",") if n.strip()]
-    records = []
-    for lineno, record in read_jsonl(args.input):
-        check_record(record, f"{args.input}:{lineno}")
-        records.append(record)
-    kiwi = None
-    if pii.kiwi_names:
-        from kiwipiepy import Kiwi
-
-        kiwi = Kiwi()
-    kept, stats, _ = clean_dataset(records, clean, pii, names, kiwi)
-    write_jsonl(args.output, kept)
+    with tempfile.TemporaryDirectory() as tmp:  # the audit is the stage's, not the command's
+        cleaned = clean_file(args.input, args.output, Path(tmp) / "audit.jsonl", clean, pii, names)
+    stats = cleaned.stats
+    masked = sum(v for k, v in stats.items() if k.startswith("masked_"))
+    print(
+        f"clean: kept {stats['conversations_out']} of {stats['conversations_in']} conversations "
+        f"({describe(stats, clean)}), masked {masked} PII spans",
+        file=sys.stderr,
+    )
     print(json.dumps(stats, sort_keys=True), file=sys.stderr)
     return 0
 
@@ -77,7 +88,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
-    from kotune.pii import KINDS, Pseudonyms, find_pii, mask_text, name_forms
+    from kotune.masking import Pseudonyms, mask_text
+    from kotune.pii import find_pii, name_forms
 
     forms = name_forms(n for n in (args.names or "").split(",") if n.strip())
     pseudonyms = Pseudonyms()  # one per run: the same person is the same <PERSONn> on every line
@@ -90,7 +102,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
             ]
             print(json.dumps(spans), flush=True)
         else:
-            print(mask_text(text, forms, pseudonyms, frozenset(KINDS))[0], flush=True)
+            print(mask_text(text, forms, pseudonyms)[0], flush=True)
     return 0
 
 
@@ -230,6 +242,8 @@ def cmd_selfinstruct(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kotune.config import CHAT_QUANTIZATIONS, FORMAT_NAMES
+
     parser = argparse.ArgumentParser(
         prog="kotune", description="Korean persona chatbots: data steps, scoring and chat."
     )
@@ -238,9 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ingest", help="parse input files into conversation JSONL (the ingest stage)"
     )
-    p.add_argument(
-        "--format", required=True, help="mencius, summarization, alpaca, chat or kakaotalk"
-    )
+    p.add_argument("--format", required=True, choices=FORMAT_NAMES, help="the input's format")
     p.add_argument(
         "--me", help="kakaotalk: the speaker the bot learns to be (회원님, You, a nickname)"
     )
@@ -276,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("chat", help="chat with an exported adapter in the terminal")
     p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
-    p.add_argument("--quantization", choices=["none", "nf4", "int8"], help="override the profile's")
+    p.add_argument("--quantization", choices=CHAT_QUANTIZATIONS, help="override the profile's")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")

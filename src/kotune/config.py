@@ -20,6 +20,17 @@ import yaml
 
 from kotune.errors import ConfigError
 
+# The closed lists, one place each: the schema below, the CLI's choices and the code derive
+# from them (kotune.formats checks that it has a parser for each format, kotune.pii a detector
+# for each kind). Here rather than there so that no stage depends on those modules by importing
+# its config.
+FORMAT_NAMES = ("mencius", "summarization", "alpaca", "chat", "kakaotalk")
+PII_KINDS = (
+    "PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON", "BUSINESS_ID",
+    "CORPORATE_ID", "PASSPORT", "DRIVER_LICENSE", "PLATE", "BIRTHDATE", "ZIPCODE", "IP",
+)  # fmt: skip
+CHAT_QUANTIZATIONS = ("none", "nf4", "int8")  # how `kotune chat` loads the base
+
 
 def bounded(default: Any, **bounds: float) -> Any:
     """A field with range bounds: gt, ge, lt, le (checked by `_build`)."""
@@ -40,21 +51,16 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class DataSourceConfig:
-    format: Literal["mencius", "summarization", "alpaca", "chat", "kakaotalk"]
+    format: Literal[FORMAT_NAMES]
     path: str  # a file or a folder under data/raw/<persona>/
     options: dict[str, Any] = field(default_factory=dict)  # checked by the format's parser
-
-
-PII_KINDS = ["PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON"]
 
 
 @dataclass(frozen=True)
 class PiiConfig:
     """What the clean stage masks. Speaker names from the data are always PERSON names."""
 
-    kinds: list[Literal["PHONE", "RRN", "CARD", "ACCOUNT", "EMAIL", "URL", "ADDRESS", "PERSON"]] = (
-        field(default_factory=lambda: list(PII_KINDS))
-    )
+    kinds: list[Literal[PII_KINDS]] = field(default_factory=lambda: list(PII_KINDS))
     # more people to mask, one name a line (given names are derived). A file, not a list here:
     # params end up in dvc.lock and git, so names stay beside the raw data they come from.
     names_file: str = ""
@@ -228,7 +234,7 @@ class GpuConfig:
     # fsdp: FULL_SHARD through accelerate: base, LoRA, gradients and optimizer state split across
     # the processes (a model that does not fit one card), one decoder layer gathered at a time
     distributed: Literal["ddp", "fsdp"] = "ddp"
-    chat_quantization: Literal["none", "nf4", "int8"] = "none"
+    chat_quantization: Literal[CHAT_QUANTIZATIONS] = "none"
     memory_gib: float = bounded(0.0, ge=0)  # one card's memory; 0: no fixed budget (the CPU)
     max_seq_len: int = bounded(2048, gt=16)  # the longest sequence this card trains at its batch
 
@@ -499,7 +505,7 @@ _BOUNDS = {
 }
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def _build(cls: type, data: Any, prefix: str, names: dict[str, str] | None = None) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'params'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -514,12 +520,13 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     values = {}
     for name, spec in fields.items():
         key = f"{prefix}.{name}" if prefix else name
+        key = (names or {}).get(name, key)  # the user's own word for it: a flag (--gap-minutes)
         if name not in data:
             no_default = (
                 spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
             )
             if no_default:
-                raise ConfigError(f"missing key {key}")
+                raise ConfigError(f"missing {key}" if key.startswith("-") else f"missing key {key}")
             continue
         value = _convert(hints[name], data[name], key)
         for bound, limit in spec.metadata.items():
@@ -530,9 +537,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-def build_section(cls: type, data: Any, prefix: str) -> Any:
-    """Build any schema dataclass (e.g. a format's options) with the same checks as params."""
-    return _build(cls, data, prefix)
+def build_section(cls: type, data: Any, prefix: str, names: dict[str, str] | None = None) -> Any:
+    """Build any schema dataclass (e.g. a format's options) with the same checks as params;
+    `names` gives some fields the name the user knows them by (a command-line flag)."""
+    return _build(cls, data, prefix, names)
 
 
 def parse_config(data: Any) -> Config:

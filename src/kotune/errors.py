@@ -29,6 +29,15 @@ def os_error_line(error: OSError) -> str | None:
     return f"{error.filename}: {reason}"
 
 
+class OptionError(DataError):
+    """The data contradicts one of the format's options (`me` names nobody in the export): the
+    caller names the option as the user set it (`--me` or `persona.data.options.me`)."""
+
+    def __init__(self, key: str, detail: str, name: str | None = None) -> None:
+        self.key, self.detail = key, detail
+        super().__init__(f"{name or key} {detail}")
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run `main`, turning KotuneError (and an OS error on a path) into one line on stderr,
     `kotune: error: …`, and exit status 2."""

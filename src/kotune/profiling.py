@@ -3,6 +3,7 @@ tables that dvc.yaml declares as bar plots."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from typing import Any
@@ -11,14 +12,14 @@ from typing import Any
 LENGTH_BUCKETS = (10, 20, 50, 100, 200, 500, 1000)
 
 
-def sample_texts(texts: list[str], max_chars: int) -> list[str]:
-    """Every k-th text so that about `max_chars` characters remain, spread over the whole data
-    (deterministic: no random state)."""
-    total = sum(len(t) for t in texts)
+def sample_every(sizes: list[int], max_chars: int) -> list[int]:
+    """Indices of every k-th item (a conversation of `sizes[i]` characters) so that about
+    `max_chars` characters remain, spread over the whole data (deterministic: no random state);
+    0: all of them. Whole conversations, so only those are read back."""
+    total = sum(sizes)
     if max_chars <= 0 or total <= max_chars:
-        return texts
-    stride = math.ceil(total / max_chars)
-    return texts[::stride]
+        return list(range(len(sizes)))
+    return list(range(0, len(sizes), math.ceil(total / max_chars)))
 
 
 def top_nouns(texts: list[str], n: int, kiwi: Any) -> list[tuple[str, int]]:
@@ -39,12 +40,32 @@ def length_bucket(size: int) -> str:
     return f"{lower}+"
 
 
-def turn_length_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of (length bucket, user turns, assistant turns), shortest bucket first."""
+ROLE_CODES = ("system", "user", "assistant")
+_ROLE_INDEX = {role: i for i, role in enumerate(ROLE_CODES)}
+
+
+def turn_code(role: str, size: int) -> int:
+    """A turn's length bucket and role in one small number (a byte: millions of turns are counted
+    in other processes and sent back)."""
+    return bisect.bisect_right(LENGTH_BUCKETS, size) * len(ROLE_CODES) + _ROLE_INDEX[role]
+
+
+def turn_codes(roles: list[str], sizes: list[int]) -> bytes:
+    """turn_code of each turn of a conversation, as bytes."""
+    bucket, index, n = bisect.bisect_right, _ROLE_INDEX, len(ROLE_CODES)
+    return bytes(
+        [bucket(LENGTH_BUCKETS, size) * n + index[role] for role, size in zip(roles, sizes)]
+    )
+
+
+def turn_length_table(codes: Counter) -> list[dict[str, Any]]:
+    """Rows of (length bucket, user turns, assistant turns), shortest bucket first, from a count
+    of turn_code()s."""
     counts: Counter = Counter()
-    for record in records:
-        for message in record["messages"]:
-            counts[(length_bucket(len(message["content"])), message["role"])] += 1
+    for code, n in codes.items():
+        bucket, role = divmod(code, len(ROLE_CODES))
+        lower = LENGTH_BUCKETS[bucket - 1] if bucket else 0
+        counts[(length_bucket(lower), ROLE_CODES[role])] += n
     buckets = sorted(
         {bucket for bucket, _ in counts}, key=lambda b: int(b.split("-")[0].rstrip("+"))
     )

@@ -1,24 +1,37 @@
-"""KakaoTalk exports: every layout in KOREAN_NOTES.md gives the same conversations."""
+"""KakaoTalk exports: every layout (docs/korean.md) gives the same conversations; placeholders,
+notices, names and encodings as real exports write them."""
 
+import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from kotune.errors import ConfigError, DataError
 from kotune.formats import kakaotalk
-from kotune.formats.kakaotalk import placeholder, to_24h
+from kotune.formats.kakaotalk_content import placeholder
+from kotune.formats.kakaotalk_layouts import parse_date, parse_time, to_24h
 from kotune.ingest import ingest
+from kotune.records import count_messages
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kakaotalk"
-# layout file → the name the exporting user has in it
+# fixture → (layout detected, the name the exporting user has in it)
 LAYOUTS = {
-    "android_ko.txt": "회원님",
-    "android_en.txt": "You",
-    "ios_ko.txt": "준호",
-    "ios_en.txt": "You",
-    "pc_ko.txt": "준호",
-    "pc_en.txt": "준호",
-    "csv.csv": "준호",
+    "android_ko.txt": ("android_ko", "회원님"),
+    "android_ko_24h.txt": ("android_ko", "회원님"),
+    "android_en.txt": ("android_en", "You"),
+    "android_en_at.txt": ("android_en", "You"),
+    "android_en_time_first.txt": ("android_en_time_first", "you"),
+    "ios_ko.txt": ("ios_ko", "준호"),
+    "ios_ko_time_only.txt": ("ios_time_only", "준호"),
+    "ios_en.txt": ("ios_en", "You"),
+    "ios_en_at.txt": ("ios_en", "You"),
+    "pc_ko.txt": ("pc_ko", "준호"),
+    "pc_ko_24h.txt": ("pc_ko", "준호"),
+    "pc_en.txt": ("pc_en", "준호"),
+    "pc_en_24h.txt": ("pc_en", "준호"),
+    "csv.csv": ("csv", "준호"),
+    "csv_mac.csv": ("csv", "준호"),
 }
 EXPECTED = [
     [
@@ -32,10 +45,14 @@ EXPECTED = [
 ]
 
 
-def parse(name, **options):
+def options(me, **more):
+    return kakaotalk.Options(me=me, **more)
+
+
+def parse(name, **more):
     path = FIXTURES / name
     text = path.read_bytes().decode("utf-8-sig")
-    return kakaotalk.parse(text, name, {"me": LAYOUTS[name], **options})
+    return kakaotalk.parse(text, name, options(LAYOUTS[name][1], **more))
 
 
 def turns(records):
@@ -46,19 +63,21 @@ def turns(records):
 def test_every_layout_gives_the_same_conversations(name):
     records, counts = parse(name)
     assert turns(records) == EXPECTED
-    layout = name.rsplit(".", 1)[0]
+    layout = LAYOUTS[name][0]
     assert counts[f"layout_{layout}"] == 1
     assert counts["skipped_system_notices"] == 1
     assert counts["skipped_photo"] == 1 and counts["skipped_deleted"] == 1
     assert counts["export_messages"] == 11
-    # 오전 12:15 is 00:15; 오후 12:30 is 12:30 (the 24-hour iOS day says 0:15 and 12:30)
-    assert [r["meta"]["start"] for r in records] == [
-        "2024-03-01T19:02:00",
-        "2024-03-02T00:15:00",
-        "2024-03-02T12:30:00",
+    # 오전 12:15 is 00:15; 오후 12:30 is 12:30 (24-hour exports say 0:15 and 12:30)
+    assert [r["meta"]["start"][:16] for r in records] == [
+        "2024-03-01T19:02",
+        "2024-03-02T00:15",
+        "2024-03-02T12:30",
     ]
     assert records[0]["meta"]["layout"] == layout
-    assert records[0]["id"] == records[0]["conversation_id"] == f"{layout}-00001"
+    stem = name.rsplit(".", 1)[0]
+    assert records[0]["id"] == records[0]["conversation_id"] == f"{stem}-00001"
+    assert counts.get("skipped_lines_before_first_message", 0) == 0  # headers are recognised
 
 
 @pytest.mark.parametrize(
@@ -73,6 +92,9 @@ def test_every_layout_gives_the_same_conversations(name):
         (12, "AM", 0),
         (12, "PM", 12),
         (7, "PM", 19),
+        (8, "pm", 20),
+        (8, "p.m.", 20),
+        (12, "a.m.", 0),
         (19, None, 19),
         (0, None, 0),
     ],
@@ -82,28 +104,79 @@ def test_to_24h(hour, meridiem, hour24):
 
 
 @pytest.mark.parametrize(
+    ("written", "hh_mm_ss"),
+    [
+        ("오후 7:02", "19:02:00"),
+        ("7:02 PM", "19:02:00"),
+        ("7:02\u202fPM", "19:02:00"),  # iOS 17: a narrow no-break space before PM
+        ("8:34pm", "20:34:00"),
+        ("12:15 a.m.", "00:15:00"),
+        ("0:15", "00:15:00"),
+        ("19:02:11", "19:02:11"),
+    ],
+)
+def test_times(written, hh_mm_ss):
+    seconds = parse_time(written)
+    assert f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" == hh_mm_ss
+
+
+@pytest.mark.parametrize("written", ["25:00", "13:05 PM", "7:61", "0:30 AM"])
+def test_impossible_times_are_refused(written):
+    with pytest.raises(ValueError):
+        parse_time(written)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2024년 3월 1일",
+        "2024. 3. 1.",
+        "2024.3.1",
+        "2024-03-01",
+        "March 1, 2024",
+        "Mar 1, 2024",
+        "1 March 2024",
+        "Friday, March 1, 2024",
+    ],
+)
+def test_dates(written):
+    assert parse_date(written) == parse_date("2024-03-01")
+
+
+@pytest.mark.parametrize(
     ("text", "kind"),
     [
         ("사진", "photo"),
         ("사진 3장", "photo"),
         ("<사진 읽지 않음>", "photo"),
+        ("<사진>", "photo"),
+        ("‹사진>", "photo"),
+        ("(사진)", "photo"),
+        ("photo", "photo"),
+        ("Photo", "photo"),
+        ("<Photo>", "photo"),
         ("3 photos", "photo"),
         ("동영상", "video"),
         ("이모티콘", "emoticon"),
         ("(이모티콘)", "emoticon"),
+        ("(emoticon)", "emoticon"),
         ("파일: 발표.pdf", "file"),
+        ("File: report.pdf", "file"),
         ("삭제된 메시지입니다.", "deleted"),
         ("메시지가 삭제되었습니다.", "deleted"),
+        ("This message was deleted.", "deleted"),
         ("음성메시지", "voice"),
-        ("보이스톡 해요.", "voice"),
+        ("보이스톡 해요.", "call"),
+        ("보이스톡 12:03", "call"),
         ("사진 보내줘", None),
         ("이모티콘 귀엽다", None),
+        ("photo 좀", None),
         ("파일", None),
+        ("사진은 내일", None),
     ],
 )
 def test_placeholders(text, kind):
-    found = placeholder(text)
-    assert (found[0] if found else None) == kind
+    assert placeholder(text) == kind
 
 
 def test_a_longer_gap_keeps_the_night_together():
@@ -118,9 +191,8 @@ def test_media_can_be_kept_as_a_tag():
 
 
 def test_me_decides_who_is_the_assistant():
-    records, _ = kakaotalk.parse(
-        (FIXTURES / "pc_ko.txt").read_text(encoding="utf-8"), "pc_ko.txt", {"me": "민지"}
-    )
+    text = (FIXTURES / "pc_ko.txt").read_text(encoding="utf-8")
+    records, _ = kakaotalk.parse(text, "pc_ko.txt", options("민지"))
     assert turns(records)[0][0] == ("assistant", "오늘 뭐해?\n저녁 같이 먹을래?")
 
 
@@ -131,7 +203,7 @@ def test_group_chats_keep_who_said_what():
         "[준호] [오후 7:04] 곧 도착\n"
     )
     records, counts = kakaotalk.parse(
-        "--------------- 2024년 3월 1일 금요일 ---------------\n" + text, "g.txt", {"me": "준호"}
+        "--------------- 2024년 3월 1일 금요일 ---------------\n" + text, "g.txt", options("준호")
     )
     assert turns(records) == [
         [("user", "민지: 다들 어디야?\n서연: 나 가는 중"), ("assistant", "곧 도착")]
@@ -139,23 +211,71 @@ def test_group_chats_keep_who_said_what():
     assert records[0]["meta"]["speakers"] == ["민지", "서연", "준호"] and counts["speakers"] == 3
 
 
-def test_an_unknown_me_lists_the_speakers():
-    with pytest.raises(DataError) as error:
-        parse("android_ko.txt", me="준호")
-    assert (
-        "persona.data.options.me is '준호', who never speaks here; speakers found: 민지 (6), 회원님 (5)"
-        in str(error.value)
-    )
+def test_an_old_ios_group_export_with_a_name_holding_the_separator():
+    records, counts = parse_file("ios_ko_group_2015.txt", "회원님", media="tag")
+    assert counts["layout_ios_ko"] == 1 and counts["header_lines"] == 2
+    assert counts["skipped_system_notices"] == 2
+    assert turns(records) == [
+        [
+            ("user", "민지: 다들 스터디 언제 돼?\n서연: 난 주말\n지우 : 회사: 나도 주말!"),
+            ("assistant", "그럼 토요일 2시\n어때"),
+            ("user", "지우 : 회사: 좋아\n지우 : 회사: 장소는?"),
+        ],
+        [("assistant", "도착")],
+    ]
+    # the afternoon of only a photo and an emoticon has no typed text: dropped and counted
+    assert counts["skipped_conversations_media_only"] == 1
+    assert counts["tagged_photo"] == 1 and counts["tagged_emoticon"] == 1
+    assert records[0]["meta"]["speakers"] == ["민지", "서연", "지우 : 회사", "회원님"]
 
 
-def test_an_unknown_layout_lists_what_was_tried_and_shows_the_first_lines():
+def test_pc_names_with_brackets_and_bare_notices():
+    records, counts = parse_file("pc_ko_names.txt", "준호")
+    assert turns(records) == [
+        [
+            ("user", "민지 [회사]: 오늘 [중요] 회의 몇 시야?\n서연 (대학): 3시"),
+            ("assistant", "[공지] 3시에 봐요\n2층 회의실"),
+        ]
+    ]
+    assert counts["skipped_system_notices"] == 1 and counts["skipped_photo"] == 1
+
+
+def parse_file(name, me, **more):
+    text = (FIXTURES / name).read_bytes().decode("utf-8-sig")
+    return kakaotalk.parse(text, name, options(me, **more))
+
+
+def test_a_message_before_any_day_line_is_named():
+    with pytest.raises(DataError, match=r"t.txt:1: a message before any day line"):
+        kakaotalk.parse("오후 7:02, 민지 : 안녕\n오후 7:03, 준호 : 응\n", "t.txt", options("준호"))
+
+
+def test_an_impossible_time_is_named_with_its_line():
+    text = "2024년 3월 1일 오후 7:02, 민지 : 안녕\n2024년 3월 1일 오후 13:61, 준호 : 응\n"
+    with pytest.raises(DataError, match=r"a.txt:2: no such time"):
+        kakaotalk.parse(text, "a.txt", options("준호"))
+
+
+def test_an_unknown_me_lists_the_speakers(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_bytes((FIXTURES / "android_ko.txt").read_bytes())
     with pytest.raises(DataError) as error:
-        kakaotalk.parse("그냥 메모\n둘째 줄\n", "memo.txt", {"me": "x"})
+        ingest("kakaotalk", [path], {"me": "준호"})
+    assert "persona.data.options.me is '준호', who never speaks in" in str(error.value)
+    assert "speakers found: 민지 (6), 회원님 (5)" in str(error.value)
+    with pytest.raises(DataError, match="^--me is '준호'"):
+        ingest("kakaotalk", [path], {"me": "준호"}, {"me": "--me"})
+
+
+def test_an_unknown_layout_is_one_line_naming_what_was_tried():
+    with pytest.raises(DataError) as error:
+        kakaotalk.parse("그냥 메모\n둘째 줄\n", "memo.txt", options("x"))
     message = str(error.value)
-    assert message.startswith(
-        "memo.txt: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, android_en, ios_en, pc_ko, pc_en, csv)"
+    assert message == (
+        "memo.txt: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, "
+        "android_en, ios_en, android_en_time_first, ios_time_only, pc_ko, pc_en, csv); "
+        "first line: '그냥 메모'"
     )
-    assert "그냥 메모" in message
 
 
 @pytest.mark.parametrize(
@@ -167,19 +287,89 @@ def test_an_unknown_layout_lists_what_was_tried_and_shows_the_first_lines():
 )
 def test_bad_csv_rows_are_named(rows, message):
     with pytest.raises(DataError, match=message):
-        kakaotalk.parse(rows, "bad.csv", {"me": "민지"})
+        kakaotalk.parse(rows, "bad.csv", options("민지"))
 
 
-def test_options_are_checked():
-    with pytest.raises(ConfigError, match="missing key persona.data.options.me"):
-        kakaotalk.parse("", "x.txt", {})
-    with pytest.raises(ConfigError, match="persona.data.options.gap_minutes must be > 0"):
-        kakaotalk.parse("", "x.txt", {"me": "a", "gap_minutes": 0})
+@pytest.mark.parametrize(
+    ("given", "names", "message"),
+    [
+        ({}, None, "missing key persona.data.options.me"),
+        ({"me": "a", "gap_minutes": 0}, None, "persona.data.options.gap_minutes must be > 0"),
+        ({}, {"me": "--me"}, "missing --me"),
+        ({"me": "a", "gap_minutes": 0}, {"gap_minutes": "--gap-minutes"}, "--gap-minutes must be"),
+        ({"me": "a", "colour": 1}, None, "unknown key persona.data.options.colour"),
+    ],
+)
+def test_options_are_checked_once_in_the_users_words(tmp_path, given, names, message):
+    path = tmp_path / "chat.txt"
+    path.write_bytes((FIXTURES / "pc_ko.txt").read_bytes())
+    with pytest.raises(ConfigError, match=message):
+        ingest("kakaotalk", [path], given, names)
 
 
-def test_cp949_exports_are_read_and_counted(tmp_path):
+@pytest.mark.parametrize(
+    ("encoding", "counted"),
+    [
+        ("cp949", "cp949"),
+        ("utf-16", "utf16"),
+        ("utf-16-le", "utf16"),
+        ("utf-16-be", "utf16"),
+        ("utf-32", "utf32"),
+        ("utf-32-le", "utf32"),
+        ("utf-8-sig", "utf8"),
+    ],
+)
+def test_exports_in_other_encodings_are_read_and_counted(tmp_path, encoding, counted):
     text = (FIXTURES / "pc_ko.txt").read_text(encoding="utf-8")
     path = tmp_path / "old_windows.txt"
-    path.write_bytes(text.encode("cp949"))
+    path.write_bytes(text.encode(encoding))  # utf-16/utf-32: with a BOM; -le/-be: without
     records, stats = ingest("kakaotalk", [path], {"me": "준호"})
-    assert turns(records) == EXPECTED and stats["files_cp949"] == 1
+    assert turns(records) == EXPECTED
+    assert stats[f"files_{counted}"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not text but a PNG image"),
+        (b"PK\x03\x04\x14\x00", "a ZIP archive"),
+        (bytes(range(256)) * 4, "binary data, not text (a NUL byte at byte 0)"),
+    ],
+)
+def test_binary_files_are_named_for_what_they_are(tmp_path, content, message):
+    path = tmp_path / "chat.txt"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ingest("kakaotalk", [path], {"me": "준호"})
+
+
+def long_export(layout_file, days):
+    """The fixture's two days repeated over `days` days (dates moved on), as one export."""
+    text = (FIXTURES / layout_file).read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+    header, body = text.split("\n\n", 1)
+    out = [header, ""]
+    for day in range(days):
+        when = date(2024, 3, 1) + timedelta(days=2 * day)
+        after = when + timedelta(days=1)
+        out.append(
+            body.replace("2024년 3월 1일", f"{when.year}년 {when.month}월 {when.day}일")
+            .replace("2024년 3월 2일", f"{after.year}년 {after.month}월 {after.day}일")
+            .replace("금요일", "X요일".replace("X", "월화수목금토일"[when.weekday()]))
+            .replace("토요일", "X요일".replace("X", "월화수목금토일"[after.weekday()]))
+            .replace("을지로 3가 쪽", f"을지로 3가 쪽 {day}")
+        )
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", ["android_ko.txt", "ios_ko_time_only.txt", "pc_ko.txt"])
+def test_the_records_are_the_same_on_one_core_or_many(name):
+    text = long_export(name, 200)
+    opts = options(LAYOUTS[name][1])
+    one = kakaotalk.convert(text, "chat.txt", opts, 1)
+    many = kakaotalk.convert(text, "chat.txt", opts, 3)
+    assert one == many
+    assert one[2]["conversations"] == 600 and len(set(one[1])) == 600
+    counted = count_messages([json.loads(line) for line in one[0]])
+    assert {key: one[2][key] for key in counted} == counted
+    layout = kakaotalk.LAYOUTS_BY_NAME[LAYOUTS[name][0]]
+    assert len(kakaotalk.cut_points(text, layout, 60, 3)) == 4  # three shards really ran

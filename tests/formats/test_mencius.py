@@ -5,7 +5,7 @@ from kotune.formats import mencius
 
 
 def test_qa_and_dialogue_become_conversations(mencius_small):
-    records, skipped = mencius.parse(mencius_small, "m.json", {})
+    records, skipped = mencius.parse(mencius_small, "m.json", None)
     assert skipped == {}
     assert len(records) == len(mencius_small["qa"]) + len(mencius_small["dialogues"])
     qa = records[0]
@@ -25,7 +25,7 @@ def test_a_plain_list_of_items_is_accepted():
             "turns": [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}],
         },
     ]
-    records, _ = mencius.parse(items, "m.json", {})
+    records, _ = mencius.parse(items, "m.json", None)
     assert [len(r["messages"]) for r in records] == [2, 4]
 
 
@@ -51,10 +51,13 @@ def test_a_plain_list_of_items_is_accepted():
 )
 def test_bad_input_names_the_item_and_the_fault(document, message):
     with pytest.raises(DataError) as error:
-        mencius.parse(document, "m.json", {})
+        mencius.parse(document, "m.json", None)
     assert message in str(error.value)
 
 
 def test_options_are_refused():
-    with pytest.raises(DataError, match="takes none"):
-        mencius.parse({"qa": []}, "m.json", {"me": "x"})
+    from kotune.errors import ConfigError
+    from kotune.ingest import ingest
+
+    with pytest.raises(ConfigError, match="the mencius format takes none"):
+        ingest("mencius", ["m.json"], {"me": "x"})

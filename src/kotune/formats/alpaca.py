@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kotune.errors import DataError
 from kotune.formats.fields import numbered_items, record_id, stem, text_field
+from kotune.records import make_record
 
 
-def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
-    if options:
-        raise DataError(
-            f"persona.data.options: the alpaca format takes none, got {sorted(options)}"
-        )
+def parse(document: Any, source: str, options: None) -> tuple[list[dict], dict[str, int]]:
     records = []
     for n, (where, item) in enumerate(numbered_items(document, source), start=1):
         item_id = record_id(item, f"{stem(source)}-{n}")
@@ -21,15 +17,9 @@ def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dic
         instruction = text_field(item, "instruction", where)
         extra = text_field(item, "input", where, required=False)
         question = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        records.append(
-            {
-                "id": item_id,
-                "conversation_id": item_id,
-                "messages": [
-                    {"role": "user", "content": question},
-                    {"role": "assistant", "content": text_field(item, "output", where)},
-                ],
-                "meta": {"kind": "alpaca", "file": source},
-            }
-        )
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": text_field(item, "output", where)},
+        ]
+        records.append(make_record(item_id, messages, {"kind": "alpaca", "file": source}))
     return records, {}

@@ -7,6 +7,7 @@ from typing import Any
 
 from kotune.errors import DataError
 from kotune.formats.fields import numbered_items, record_id, stem, text_field
+from kotune.records import json_type, make_record
 
 SHAREGPT_ROLES = {
     "human": "user",
@@ -28,12 +29,12 @@ def _messages(item: dict[str, Any], where: str) -> list[dict[str, str]]:
         raise DataError(f"{where}: missing field 'messages' (or ShareGPT 'conversations')")
     turns = item[key]
     if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: field '{key}' must be a non-empty list")
+        raise DataError(f"{where}: field '{key}' must be a non-empty list, got {json_type(turns)}")
     messages = []
     for k, turn in enumerate(turns):
         at = f"{where} {key}[{k}]"
         if not isinstance(turn, dict):
-            raise DataError(f"{at}: must be an object")
+            raise DataError(f"{at}: must be an object, got {json_type(turn)}")
         role = SHAREGPT_ROLES.get(str(turn.get(role_key, "")).lower())
         if role is None:
             raise DataError(
@@ -44,18 +45,10 @@ def _messages(item: dict[str, Any], where: str) -> list[dict[str, str]]:
     return messages
 
 
-def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
-    if options:
-        raise DataError(f"persona.data.options: the chat format takes none, got {sorted(options)}")
+def parse(document: Any, source: str, options: None) -> tuple[list[dict], dict[str, int]]:
     records = []
     for n, (where, item) in enumerate(numbered_items(document, source), start=1):
         item_id = record_id(item, f"{stem(source)}-{n}")
-        records.append(
-            {
-                "id": item_id,
-                "conversation_id": item_id,
-                "messages": _messages(item, f"{where} (id {item_id})"),
-                "meta": {"kind": "chat", "file": source},
-            }
-        )
+        messages = _messages(item, f"{where} (id {item_id})")
+        records.append(make_record(item_id, messages, {"kind": "chat", "file": source}))
     return records, {}

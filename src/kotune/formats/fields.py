@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kotune.errors import DataError
+from kotune.records import json_type
 
 
 def text_field(item: dict[str, Any], key: str, where: str, *, required: bool = True) -> str:
@@ -14,7 +15,7 @@ def text_field(item: dict[str, Any], key: str, where: str, *, required: bool = T
         return ""
     value = item[key]
     if not isinstance(value, str):
-        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+        raise DataError(f"{where}: field '{key}' must be a string, got {json_type(value)}")
     return value
 
 
@@ -34,10 +35,12 @@ def numbered_items(document: Any, source: str) -> list[tuple[str, dict[str, Any]
         items = []
         for index, item in enumerate(document):
             if not isinstance(item, dict):
-                raise DataError(f"{source}: [{index}] must be an object, got {type(item).__name__}")
+                raise DataError(f"{source}: [{index}] must be an object, got {json_type(item)}")
             items.append((f"{source}: [{index}]", item))
         return items
-    raise DataError(f"{source}: expected a JSON array of objects or JSON lines")
+    raise DataError(
+        f"{source}: expected a JSON array of objects or JSON lines, got {json_type(document)}"
+    )
 
 
 def stem(source: str) -> str:

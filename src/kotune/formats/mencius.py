@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kotune.errors import DataError
+from kotune.records import json_type, make_record
 
 
 def _text(item: dict[str, Any], key: str, where: str) -> str:
@@ -17,7 +18,7 @@ def _text(item: dict[str, Any], key: str, where: str) -> str:
         raise DataError(f"{where}: missing field '{key}'")
     value = item[key]
     if not isinstance(value, str):
-        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+        raise DataError(f"{where}: field '{key}' must be a string, got {json_type(value)}")
     return value
 
 
@@ -36,7 +37,7 @@ def _qa_record(item: dict[str, Any], where: str, source: str) -> dict[str, Any]:
         {"role": "assistant", "content": _text(item, "answer", where)},
     ]
     meta = {"kind": "qa", "passage": item.get("source", ""), "file": source}
-    return {"id": item_id, "conversation_id": item_id, "messages": messages, "meta": meta}
+    return make_record(item_id, messages, meta)
 
 
 def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str, Any]:
@@ -44,11 +45,11 @@ def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str,
     where = f"{where} (id {item_id})"
     turns = item["turns"]
     if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: field 'turns' must be a non-empty list")
+        raise DataError(f"{where}: field 'turns' must be a non-empty list, got {json_type(turns)}")
     messages = []
     for k, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise DataError(f"{where}: turns[{k}] must be an object")
+            raise DataError(f"{where}: turns[{k}] must be an object, got {json_type(turn)}")
         messages.append({"role": "user", "content": _text(turn, "question", f"{where} turns[{k}]")})
         messages.append(
             {"role": "assistant", "content": _text(turn, "answer", f"{where} turns[{k}]")}
@@ -59,15 +60,11 @@ def _dialogue_record(item: dict[str, Any], where: str, source: str) -> dict[str,
         "topic": item.get("topic", ""),
         "file": source,
     }
-    return {"id": item_id, "conversation_id": item_id, "messages": messages, "meta": meta}
+    return make_record(item_id, messages, meta)
 
 
-def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dict], dict[str, int]]:
+def parse(document: Any, source: str, options: None) -> tuple[list[dict], dict[str, int]]:
     """Turn one loaded Mencius JSON document into conversation records (in file order)."""
-    if options:
-        raise DataError(
-            f"persona.data.options: the mencius format takes none, got {sorted(options)}"
-        )
     if isinstance(document, dict):
         unknown = sorted(set(document) - {"qa", "dialogues"})
         if unknown:
@@ -78,15 +75,18 @@ def parse(document: Any, source: str, options: dict[str, Any]) -> tuple[list[dic
     elif isinstance(document, list):
         groups = [("items", document)]
     else:
-        raise DataError(f"{source}: expected an object with qa/dialogues or a list of items")
+        raise DataError(
+            f"{source}: expected an object with qa/dialogues or a list of items, "
+            f"got {json_type(document)}"
+        )
     records = []
     for group, items in groups:
         if not isinstance(items, list):
-            raise DataError(f"{source}: '{group}' must be a list")
+            raise DataError(f"{source}: '{group}' must be a list, got {json_type(items)}")
         for index, item in enumerate(items):
             where = f"{source}: {group}[{index}]"
             if not isinstance(item, dict):
-                raise DataError(f"{where}: expected an object, got {type(item).__name__}")
+                raise DataError(f"{where}: expected an object, got {json_type(item)}")
             build = _dialogue_record if "turns" in item else _qa_record
             records.append(build(item, where, source))
     seen: set[str] = set()

@@ -1,0 +1,82 @@
+"""Masking: pseudonyms, the leak scan, the people looked for, and `kotune mask`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from kotune.masking import Pseudonyms, leak_report, mask_text, people, speaker_names
+from kotune.pii import name_forms
+
+FORMS = name_forms(["민지", "김민지", "준호"])
+
+
+def test_given_names_and_full_names_are_one_person():
+    pseudonyms = Pseudonyms()
+    assert mask_text("김민지랑 민지, @민지", FORMS, pseudonyms)[0] == (
+        "<PERSON1>랑 <PERSON1>, <PERSON1>"
+    )
+
+
+def test_the_leak_scan_finds_what_masking_missed():
+    records = [
+        {"id": "c", "messages": [{"role": "user", "content": "<PERSON1> 번호 010-9999-8888"}]}
+    ]
+    report = leak_report(records, FORMS, {"PHONE", "PERSON"})
+    assert report == [{"id": "c", "message": 0, "kind": "PHONE", "start": 13, "end": 26}]
+    assert leak_report(
+        [{"id": "c", "messages": [{"role": "user", "content": "민지 안녕"}]}], FORMS, {"PERSON"}
+    )
+
+
+def test_the_leak_scan_sees_a_unit_or_lot_number_left_alone():
+    for text in (
+        "<ADDRESS> 한빛타워 1804호",
+        "ㅇㅇ 502호",
+        "<ADDRESS> 12-3번지",
+        "정자일로 88 101동",
+    ):
+        records = [{"id": "c", "messages": [{"role": "user", "content": text}]}]
+        assert [r["kind"] for r in leak_report(records, [], {"ADDRESS"})] == ["ADDRESS"], text
+
+
+def test_speaker_names_come_from_the_data_and_owner_labels_are_not_names():
+    records = [{"meta": {"speakers": ["회원님", "민지"]}}, {"meta": {"speakers": ["서연", "민지"]}}]
+    assert people(speaker_names(records), ["지훈", "You"]) == ["민지", "서연", "지훈"]
+
+
+def test_kiwi_finds_names_before_a_person_cue():
+    from kiwipiepy import Kiwi
+
+    from kotune.masking import kiwi_person_names
+
+    names = kiwi_person_names(["어제 지훈이랑 밥 먹었어", "서울에 갔어"], Kiwi())
+    assert "지훈" in names and "서울" not in names
+
+
+def test_kotune_mask_is_line_for_line():
+    kotune = str(Path(sys.executable).with_name("kotune"))
+    lines = "민지야 010-1234-5678로 전화해\n\n준호는 3시에 와\n민지 메일 a.b@example.com\n"
+    result = subprocess.run(
+        [kotune, "mask", "--names", "민지,준호"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "<PERSON1>야 <PHONE>로 전화해",
+        "",
+        "<PERSON2>는 3시에 와",
+        "<PERSON1> 메일 <EMAIL>",
+    ]
+    result = subprocess.run(
+        [kotune, "mask", "--json"],
+        input="전화 010-1234-5678\n없음\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    spans = [json.loads(line) for line in result.stdout.splitlines()]
+    assert spans == [[{"start": 3, "end": 16, "kind": "PHONE", "confidence": 1.0}], []]
