@@ -21,7 +21,7 @@ from typing import Any
 
 from kotune.config import CleanConfig, PiiConfig
 from kotune.errors import DataError
-from kotune.files import atomic_path, paused_gc
+from kotune.files import atomic_file, paused_gc
 from kotune.masking import (
     Pseudonyms,
     apply_spans,
@@ -261,7 +261,7 @@ def clean_file(
     with (
         paused_gc(),
         Shards.of_file(CleanShard.from_file, source, workers, (clean, pii)) as shards,
-        atomic_path(out) as tmp,
+        atomic_file(out) as tmp,
         tmp.open("wb") as handle,
     ):
         pseudonyms = _numbered(shards, extra, kinds)
@@ -282,7 +282,7 @@ def clean_file(
                 stats["turns_out"] += len(codes)
         stats["conversations_out"] = len(offsets)
         _refuse(left, dict(stats), clean)
-    with atomic_path(audit) as tmp:
+    with atomic_file(audit) as tmp:
         tmp.write_bytes(b"".join(audit_lines))
     stats["pii_leaks_after_masking"] = 0
     return Cleaned(dict(sorted(stats.items())), lengths, sizes, offsets)
