@@ -21,7 +21,7 @@ from typing import Any
 
 from kotune.config import CleanConfig, PiiConfig
 from kotune.errors import DataError
-from kotune.files import atomic_file, paused_gc
+from kotune.files import atomic_file, open_input, paused_gc
 from kotune.masking import (
     Pseudonyms,
     apply_spans,
@@ -250,6 +250,7 @@ def clean_file(
 
     `workers`: processes to use (default: every core, one per 4 MB of input at most)."""
     source = Path(source)
+    open_input(source).close()  # a missing file or a folder: one line naming it
     workers = workers or default_workers(source)
     extra = [unicodedata.normalize(clean.normalization, n) for n in names]
     kinds = frozenset(pii.kinds)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kotune.errors import DataError
-from kotune.files import read_jsonl
+from kotune.files import not_utf8, open_input, read_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -84,19 +84,22 @@ def read_records(
             check_record(record, f"{path}:{lineno}")
             yield record
         return
-    with Path(path).open("rb") as handle:
+    path = Path(path)
+    with open_input(path) as handle:
         handle.seek(start)
         data = handle.read((end if end is not None else 1 << 62) - start)
     if start == 0:
         data = data.removeprefix(b"\xef\xbb\xbf")
     for lineno, raw in enumerate(data.split(b"\n"), start=first_lineno):
-        if not raw.strip():
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(not_utf8(path, lineno, raw, error)) from None
+        if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
-            record = json.loads(raw)
-        except UnicodeDecodeError as error:
-            raise DataError(f"{where}: not UTF-8 text (byte {error.start} of the line)") from None
+            record = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{where}: invalid JSON: {error.msg}") from None
         if not isinstance(record, dict):

@@ -27,7 +27,7 @@ AS_IN_A_TERMINAL = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
     "from kotune.cli import main; sys.argv[0] = 'kotune'; main()"
 )
-N, ROUND, CONCURRENCY = 10, 2, 2
+N, ROUND, CONCURRENCY = 20, 2, 2
 
 
 def command(teacher, folder: Path, *extra: str) -> list[str]:
@@ -103,7 +103,7 @@ def test_the_output_goes_through_kotune_ingest_unchanged(tmp_path, teacher):
         text=True,
     )  # fmt: skip
     assert ingested.returncode == 0, ingested.stderr
-    assert json.loads(ingested.stderr)["conversations"] == N
+    assert json.loads(ingested.stderr.splitlines()[-1])["conversations"] == N
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,13 @@ def menu_config(**generate):
     )
 
 
+def ingested(cfg, generated, out):
+    """ingest_persona into `out`, and the records it wrote."""
+    stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated, out)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines], stats
+
+
 def test_disabled_the_stage_writes_empty_outputs_and_asks_no_teacher(tmp_path, monkeypatch):
     params = compose(
         ["persona=menu", "persona.generate.teacher.base_url=http://127.0.0.1:9/v1"], ROOT / "conf"
@@ -50,7 +57,8 @@ def test_ingest_reads_the_shipped_data_while_generation_is_disabled(tmp_path):
     cfg = menu_config()
     assert cfg.persona.generate == replace(GenerateConfig(), n=500)  # disabled by default
     (tmp_path / "gen.jsonl").write_text("", encoding="utf-8")
-    records, stats = ingest_persona(cfg.persona.data, cfg.persona.generate, tmp_path / "gen.jsonl")
+    records, stats = ingested(cfg, tmp_path / "gen.jsonl", tmp_path / "conv.jsonl")
+    assert len(records) == stats["conversations"]
     assert stats["conversations"] == len(json.loads(Path(ROOT / cfg.persona.data.path).read_text()))
     assert "generated" not in stats
 
@@ -71,7 +79,7 @@ def test_enabled_ingest_reads_the_generated_records(tmp_path, monkeypatch, add_t
     generated.write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in GENERATED), encoding="utf-8"
     )
-    records, stats = ingest_persona(cfg.persona.data, cfg.persona.generate, generated)
+    records, stats = ingested(cfg, generated, tmp_path / "conv.jsonl")
     shipped = len(json.loads(Path(cfg.persona.data.path).read_text(encoding="utf-8")))
     assert stats["generated"] == 2
     assert stats["conversations"] == 2 + (shipped if add_to_data else 0)
