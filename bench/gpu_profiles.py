@@ -11,8 +11,8 @@ embedding), so sequence lengths are the Mencius sample's as the tiny tokenizer c
     python bench/gpu_profiles.py compose          # here (needs Hydra): bench/gpu/params/*.yaml
     python bench/gpu_profiles.py run --out DIR [CASE …]   # on the GPU machine
 
-Peak memory is torch's max allocated / reserved in the train stage (metrics/train.json), which
-excludes the CUDA context (~0.5 GiB): compare reserved + context with the card.
+Peak memory is torch's max allocated / reserved in the train stage (metrics/timing/train.json),
+which excludes the CUDA context (~0.5 GiB): compare reserved + context with the card.
 """
 
 from __future__ import annotations
@@ -193,6 +193,10 @@ def run_case(case: str, out: Path, scratch: Path) -> dict:
         seconds["tokenize"] = stage(work, log, "tokenize")
         seconds["train"] = stage(work, log, "train")
     train = json.loads((work / "metrics" / "train.json").read_text())
+    # run times, tokens/s and peak memory: the stage writes them apart from its metrics
+    timing = work / "metrics" / "timing" / "train.json"
+    if timing.is_file():
+        train.update(json.loads(timing.read_text()))
     # the per-step train loss (DVCLive's curve): two-GPU runs are compared with one card's
     curve = work / "metrics" / "train_live" / "plots" / "metrics" / "train" / "loss.tsv"
     lines = curve.read_text().splitlines() if curve.is_file() else []

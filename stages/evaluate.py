@@ -5,7 +5,9 @@ answers scored with ROUGE-1/2/L and BLEU on Kiwi morphemes and chrF.
         --train-metrics metrics/train.json --data data/tokenized --test data/processed/test.jsonl \
         --metrics metrics/eval.json --predictions metrics/predictions.jsonl
 
-Reads params `evaluate`, `persona` (generation, stop patterns), `model` and `gpu`.
+Reads params `evaluate`, `persona` (generation, stop patterns), `model` and `gpu`. On the CPU
+the math is pinned as in train (kotune.reproducible): the same loss and answers on any x86-64
+CPU with AVX2.
 """
 
 import argparse
@@ -17,6 +19,7 @@ from kotune.errors import run_cli
 from kotune.evaluation import evaluate_adapter
 from kotune.files import read_json, write_json, write_jsonl
 from kotune.records import read_records
+from kotune.reproducible import pin_cpu_math
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
@@ -46,4 +49,11 @@ if __name__ == "__main__":
     ):
         parser.add_argument(flag, type=Path, required=True)
     args = parser.parse_args()
-    run_cli(lambda: main(load_config(), args))
+
+    def run() -> None:
+        cfg = load_config()
+        if cfg.gpu.device == "cpu":
+            pin_cpu_math()  # before torch loads
+        main(cfg, args)
+
+    run_cli(run)

@@ -2,7 +2,8 @@
 early stopping on eval_loss, resumable.
 
     python stages/train.py --base models/base --data data/tokenized --out models/checkpoints \
-        --live metrics/train_live --metrics metrics/train.json --unfinished models/unfinished
+        --live metrics/train_live --metrics metrics/train.json --unfinished models/unfinished \
+        --timing metrics/timing/train.json
 
 Reads params `train`, `gpu`, `model`, `tokenize` and `persona` (all part of the resume check).
 With `gpu.num_processes` > 1 the same command runs itself on that many processes via torchrun
@@ -10,6 +11,10 @@ With `gpu.num_processes` > 1 the same command runs itself on that many processes
 metrics. Ctrl-C keeps the checkpoints: run it again to continue (exit 130).
 --unfinished: a folder outside DVC's outputs where a stopped run's checkpoints are linked as
 they are saved, so that `dvc exp run` (which checks its outputs out first) can resume too.
+--timing: this session's seconds, tokens/s and peak memory (git-ignored, not a DVC output), so
+that the checkpoints and metrics/train.json are the same bytes every run. On the CPU the math is
+pinned to one thread and the AVX2 code path (kotune.reproducible): the same bytes on any x86-64
+CPU with AVX2.
 """
 
 import argparse
@@ -21,6 +26,7 @@ from kotune.config import Config, load_config
 from kotune.errors import KotuneError, run_cli
 from kotune.files import write_json
 from kotune.modeling.memory import check_fits, oom_message
+from kotune.reproducible import pin_cpu_math, write_timing
 from kotune.training.launch import (
     is_main_process,
     needs_launcher,
@@ -38,6 +44,7 @@ def main(
     live: Path,
     metrics: Path,
     unfinished: Path | None = None,
+    timing: Path | None = None,
 ) -> int:
     if needs_launcher(cfg.world_size):
         check_fits(cfg, base)  # once here, not once per process
@@ -49,7 +56,7 @@ def main(
     from kotune.training.qlora import TrainingStopped, train_adapter
 
     try:
-        stats = train_adapter(cfg, base, data, out, live, unfinished)
+        stats, figures = train_adapter(cfg, base, data, out, live, unfinished)
     except TrainingStopped as stop:
         if is_main_process():
             print(f"train: {stop}", file=sys.stderr)
@@ -58,6 +65,7 @@ def main(
         raise KotuneError(oom_message(cfg)) from None
     if is_main_process():
         write_json(metrics, stats)
+        write_timing(timing, figures)
         print(f"train: best {stats['best_checkpoint']} (eval_loss {stats['best_eval_loss']})")
     return 0
 
@@ -70,9 +78,14 @@ if __name__ == "__main__":
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--unfinished", type=Path, help="where a stopped run survives dvc exp run")
+    parser.add_argument("--timing", type=Path, help="run-time figures (not a DVC output)")
     args = parser.parse_args()
-    run_cli(
-        lambda: main(
-            load_config(), args.base, args.data, args.out, args.live, args.metrics, args.unfinished
-        )
-    )
+
+    def run() -> int:
+        cfg = load_config()
+        if cfg.gpu.device == "cpu":
+            pin_cpu_math()  # before torch loads; torchrun's and accelerate's workers inherit it
+        paths = (args.base, args.data, args.out, args.live, args.metrics)
+        return main(cfg, *paths, args.unfinished, args.timing)
+
+    run_cli(run)

@@ -384,7 +384,7 @@ def trained(built, tmp_path_factory, mencius_records):
     tokenized = root / "data" / "tokenized"
     load_stage("tokenize").main(built.cfg, splits, built.base_dir, tokenized, root / "tok.json")
     checkpoints = root / "models" / "checkpoints"
-    metrics = train_adapter(built.cfg, built.base_dir, tokenized, checkpoints, root / "live")
+    metrics, _ = train_adapter(built.cfg, built.base_dir, tokenized, checkpoints, root / "live")
     return root, splits, tokenized, checkpoints, metrics, read_json(root / "tok.json")
 
 
@@ -525,7 +525,7 @@ def test_one_epoch_counts_every_real_token_packed_or_padded(built, trained, tmp_
         gpu=replace(built.cfg.gpu, packing=packing),
         train=replace(built.cfg.train, max_steps=steps, eval_steps=steps),
     )
-    metrics = train_adapter(cfg, built.base_dir, tokenized, tmp_path / "ckpt", tmp_path / "live")
+    metrics, _ = train_adapter(cfg, built.base_dir, tokenized, tmp_path / "ckpt", tmp_path / "live")
     assert metrics["global_step"] == steps and metrics["epochs"] == 1.0
     assert metrics["train_tokens_seen"] == total
     assert math.isfinite(metrics["final_train_loss"]) and math.isfinite(metrics["best_eval_loss"])

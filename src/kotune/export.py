@@ -3,14 +3,16 @@
 models/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer (with its chat
 template), kotune.json (base and revision or bundled path, prompt format and end-of-turn token,
 persona, stops, generation), README.md (the model card) and manifest.json (sha256 of every
-file, git commit, data hashes). A scratch base is bundled under base/ since no hub holds it.
+file, the base's fingerprint, data hashes). A scratch base is bundled under base/ since no hub
+holds it. No field records when or where it was made (nor a git commit: the commit that records
+this folder's hash in dvc.lock is made after it, and that dvc.lock is its provenance), so a
+clone that reruns export gets the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,6 @@ from kotune.inference.adapter import (
 from kotune.inference.loading import load_tokenizer
 from kotune.modeling.manifest import MANIFEST, base_location, read_manifest
 from kotune.prompting import config_prompt_builder
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def model_card(cfg: Config, settings: AdapterSettings, metrics: dict[str, dict[str, Any]]) -> str:
@@ -120,7 +112,6 @@ def export_adapter(
     (out_dir / "README.md").write_text(model_card(cfg, settings, metrics), encoding="utf-8")
     manifest = {
         "files": sha256_tree(out_dir),
-        "git_commit": git_commit(),
         "best_checkpoint": checkpoint_dir.name,
         "base_fingerprint": base_manifest["fingerprint"],
         "data": {p.as_posix(): sha256_tree(p) for p in data_files},

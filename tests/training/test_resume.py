@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from test_qlora import ROOT, STAGE, run_stage, tiny_project, train
+from test_qlora import ROOT, STAGE, run_stage, tiny_project, train, train_timed
 
 from kotune.training.qlora import TrainingStopped
 
@@ -86,7 +86,7 @@ def assert_same_run(resumed, reference):
 def reference(tmp_path_factory, tiny_tokenizer):
     """An uninterrupted run: its folder and metrics."""
     root = tiny_project(tmp_path_factory.mktemp("reference"), tiny_tokenizer, BUDGET)
-    return root, train(root)
+    return root, *train_timed(root)
 
 
 @pytest.fixture
@@ -95,9 +95,10 @@ def project(tmp_path, tiny_tokenizer):
 
 
 def test_the_reference_run_trains_every_step_in_one_session(reference):
-    root, metrics = reference
+    root, metrics, timing = reference
     assert metrics["global_step"] == 8 and metrics["resumed_from_step"] == 0
-    assert metrics["session_steps"] == 8 and metrics["train_tokens_per_second"] > 0
+    assert metrics["session_steps"] == 8 and timing["train_tokens_per_second"] > 0
+    assert timing["runtime_seconds"] > 0 and timing["eval_seconds"] > 0
     assert metrics["final_train_loss"] < metrics["mean_train_loss"]  # it learns
     # the mean over the 8 steps' logged losses (logging_steps 1)
     state = json.loads((root / "models/checkpoints/checkpoint-8/trainer_state.json").read_text())
@@ -138,13 +139,13 @@ def test_ctrl_c_in_training_keeps_the_checkpoints_and_the_next_run_ends_as_if_un
 
 
 def test_running_a_finished_run_again_reports_it_as_it_was_without_training(reference, tmp_path):
-    """The metrics of the run that trained the checkpoints (kept with them), runtime and
-    tokens/s included: not a session of 0 steps."""
+    """The metrics of the run that trained the checkpoints (kept with them): not a session of
+    0 steps; the timing says that this session trained nothing."""
     root = shutil.copytree(reference[0], tmp_path / "again")
     before = {p: p.stat().st_mtime_ns for p in (root / "models/checkpoints").rglob("*")}
-    metrics = train(root)
-    assert metrics == reference[1]
-    assert metrics["runtime_seconds"] > 0 and metrics["train_tokens_per_second"] > 0
+    metrics, timing = train_timed(root)
+    assert metrics == reference[1] and metrics["session_steps"] == 8
+    assert timing == {"session_steps": 0, "found_finished_run": True}
     assert {p: p.stat().st_mtime_ns for p in (root / "models/checkpoints").rglob("*")} == before
 
 

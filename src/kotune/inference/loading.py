@@ -180,7 +180,12 @@ def add_lora(model: Any, r: int, alpha: int, dropout: float, targets: list[str])
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
     )
     with quiet_loading():
-        return get_peft_model(model, config)
+        model = get_peft_model(model, config)
+    # peft keeps target_modules as a set and saves list(set) into adapter_config.json: an order
+    # that follows Python's per-process string hashing, so every checkpoint would differ run to
+    # run. The adapters are in place by now; the sorted list is what gets saved.
+    config.target_modules = sorted(config.target_modules)
+    return model
 
 
 def keep_vocab_matrices_in(model: Any, compute_dtype: str) -> None:

@@ -20,8 +20,9 @@ def corpus_texts(records: list[dict[str, Any]]) -> list[str]:
 
 def build_scratch_base(
     train_records: list[dict[str, Any]], cfg: Config, out_dir: Path
-) -> dict[str, Any]:
-    """Train the tokenizer, build and warm up the tiny GPT-NeoX, save it; returns metrics."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the tokenizer, build and warm up the tiny GPT-NeoX, save it; returns (metrics,
+    timing) as `warm_up` splits them."""
     import torch
 
     from kotune.modeling.scratch import build_model, train_tokenizer, warm_up
@@ -38,7 +39,7 @@ def build_scratch_base(
     )
     torch.manual_seed(cfg.base.seed)
     model = build_model(shape, tokenizer, cfg.base.seed)
-    stats = warm_up(model, tokenizer, texts, cfg.base)
+    stats, timing = warm_up(model, tokenizer, texts, cfg.base)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -58,7 +59,7 @@ def build_scratch_base(
             "fingerprint": digest_of(files),
         },
     )
-    return {"parameters": parameters, "vocab_size": len(tokenizer), **stats}
+    return {"parameters": parameters, "vocab_size": len(tokenizer), **stats}, timing
 
 
 def pin_pretrained_base(cfg: Config, out_dir: Path) -> dict[str, Any]:

@@ -5,9 +5,6 @@ writes Korean before LoRA ever sees it."""
 from __future__ import annotations
 
 import math
-import os
-import platform
-import sys
 import time
 from typing import Any
 
@@ -15,43 +12,6 @@ from kotune.config import BaseConfig, ScratchModelConfig
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-
-# The warm-up's bits depend on the code paths the CPU picks and on the thread count: measured on
-# an AMD EPYC with AVX-512 (torch 2.13, 3 warm-up steps of this model), the weights differ
-# between 1 and 2 threads, between ATen's AVX-512, AVX2 and plain kernels, and between oneDNN /
-# MKL with and without their AVX2 cap. Pinned for the base stage: one thread and the AVX2 code
-# path in all three (which every x86-64 CPU with AVX2 runs alike; MKL_CBWR is MKL's own
-# reproducibility mode). Read by torch, oneDNN and MKL when they start: set before torch loads.
-DETERMINISTIC_CPU_ENV = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "MKL_CBWR": "AVX2",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-
-
-def has_avx2() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            return any(line.startswith("flags") and " avx2" in line for line in info)
-    except OSError:
-        return False
-
-
-def pin_cpu_math() -> bool:
-    """Make the warm-up bit-identical across x86-64 CPUs with AVX2 (see DETERMINISTIC_CPU_ENV);
-    call before torch is imported. Elsewhere (ARM, no AVX2) only the thread count is pinned
-    (warm_up) and the bits are that machine's. Returns whether the code paths were pinned."""
-    if "torch" in sys.modules:
-        raise RuntimeError("pin_cpu_math() must run before torch is imported")
-    if not has_avx2():
-        return False
-    os.environ.update(DETERMINISTIC_CPU_ENV)
-    return True
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_len: int) -> Any:
@@ -105,8 +65,11 @@ def pack_windows(token_ids: list[list[int]], eos_id: int, seq_len: int) -> list[
     return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
 
 
-def warm_up(model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig) -> dict[str, float]:
-    """A short causal-LM run over packed windows of `texts`; returns loss and throughput."""
+def warm_up(
+    model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """A short causal-LM run over packed windows of `texts`; returns (metrics: the losses, which
+    are the same every run; timing: seconds and tokens/s, which are not)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -117,14 +80,16 @@ def warm_up(model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig) -> di
         torch.set_num_threads(threads)
 
 
-def _warm_up(model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig) -> dict[str, float]:
+def _warm_up(
+    model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig
+) -> tuple[dict[str, Any], dict[str, float]]:
     import torch
     from tqdm.auto import tqdm
 
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     windows = torch.tensor(pack_windows(ids, tokenizer.eos_token_id, cfg.seq_len))
     if cfg.steps == 0 or len(windows) == 0:
-        return {"warmup_steps": 0, "warmup_windows": len(windows)}
+        return {"warmup_steps": 0, "warmup_windows": len(windows)}, {}
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
 
@@ -149,11 +114,14 @@ def _warm_up(model: Any, tokenizer: Any, texts: list[str], cfg: BaseConfig) -> d
     seconds = time.perf_counter() - start
     model.eval()
     tail = losses[-10:]
-    return {
+    metrics = {
         "warmup_first_loss": round(losses[0], 4),
         "warmup_final_loss": round(sum(tail) / len(tail), 4),
-        "warmup_seconds": round(seconds, 2),
         "warmup_steps": cfg.steps,
-        "warmup_tokens_per_second": round(cfg.steps * cfg.batch_size * cfg.seq_len / seconds, 1),
         "warmup_windows": len(windows),
     }
+    timing = {
+        "warmup_seconds": round(seconds, 2),
+        "warmup_tokens_per_second": round(cfg.steps * cfg.batch_size * cfg.seq_len / seconds, 1),
+    }
+    return metrics, timing

@@ -26,6 +26,10 @@ TRAINER_STATE = "trainer_state.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what evaluate and export read
 SHARDED_MODEL = "pytorch_model_fsdp_*"  # the Trainer's per-rank model shards under FSDP
 
+# Part of every run's fingerprint: bumped when checkpoints of the same params and data would come
+# out different bytes, so that an older run is trained again rather than resumed or reported.
+# 2: trainer_state.json without run times, CPU math pinned (kotune.reproducible).
+CHECKPOINT_FORMAT = 2
 RUN_METRICS = "run_metrics.json"  # the finished run's metrics, reported again when it is found
 # Trainer log keys drawn as curves → DVCLive names (plots/metrics/<name>.tsv)
 CURVES = {
@@ -48,7 +52,14 @@ def run_fingerprint(cfg: Config, tokenized_dir: Path, base_dir: Path) -> str:
     }
     data = sha256_tree(tokenized_dir)
     base = read_manifest(base_dir)["fingerprint"]
-    return digest_of({"params": json.dumps(params, sort_keys=True), "base": base, **data})
+    return digest_of(
+        {
+            "params": json.dumps(params, sort_keys=True),
+            "base": base,
+            "format": str(CHECKPOINT_FORMAT),
+            **data,
+        }
+    )
 
 
 def checkpoint_step(checkpoint: Path) -> int:
@@ -177,7 +188,8 @@ def drop_unfinished(unfinished_dir: Path | None) -> None:
 
 
 def save_run_metrics(checkpoints_dir: Path, metrics: dict[str, Any]) -> None:
-    """Keep a finished run's metrics with its checkpoints (a DVC output, versioned with them)."""
+    """Keep a finished run's metrics with its checkpoints (a DVC output, versioned with them):
+    the same figures as metrics/train.json, no run times."""
     text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
     (checkpoints_dir / RUN_METRICS).write_text(text, encoding="utf-8")
 

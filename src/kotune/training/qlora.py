@@ -16,6 +16,7 @@ from typing import Any
 from kotune.config import Config
 from kotune.inference.loading import load_for_training
 from kotune.modeling.memory import check_fits, peak_memory
+from kotune.reproducible import untimed_trainer_logs, without_timing
 from kotune.training.checkpoints import (
     TRAINER_STATE,
     checkpoint_step,
@@ -172,8 +173,10 @@ def train_adapter(
     checkpoints_dir: Path,
     live_dir: Path,
     unfinished_dir: Path | None = None,
-) -> dict[str, Any]:
-    """Train LoRA on the base; returns the flat metrics for metrics/train.json.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train LoRA on the base; returns (metrics, timing): the flat metrics for metrics/train.json
+    (the same every run of the same params and data on the same kind of CPU) and this session's
+    run-time figures (seconds, tokens/s, peak memory: metrics/timing/train.json).
 
     Under torchrun every process runs this with its own 4-bit copy of the base; under FSDP each
     holds a shard of it. Rank 0 alone prepares the checkpoints folder and writes the curves (the
@@ -181,7 +184,6 @@ def train_adapter(
     `unfinished_dir`: where a stopped run's checkpoints survive `dvc exp run` (see checkpoints).
     """
     quiet_training()
-    import torch
     from datasets import load_from_disk
     from transformers import EarlyStoppingCallback, Trainer, set_seed
     from transformers.trainer_callback import TrainerState
@@ -225,7 +227,8 @@ def train_adapter(
         if unfinished_dir is not None:
             callbacks.append(keep_unfinished(checkpoints_dir, unfinished_dir))
     timer = step_timer()
-    callbacks.append(timer)
+    untimed = untimed_trainer_logs()  # checkpoints' trainer_state.json without run times
+    callbacks += [timer, untimed]
     compiler = None
     if cfg.gpu.compile == "auto":
         compiler = compile_when_it_pays(model, cfg.gpu.compile_warmup_s)
@@ -257,7 +260,8 @@ def train_adapter(
         saved = saved_run_metrics(checkpoints_dir)
         if saved is not None:
             leave_process_group()
-            return saved
+            # nothing trained in this session: its timing says so (the run's own is gone)
+            return without_timing(saved), {"session_steps": 0, "found_finished_run": True}
         state = TrainerState.load_from_json(str(resume_from / TRAINER_STATE))
     else:
         try:
@@ -299,24 +303,27 @@ def train_adapter(
         if cfg.gpu.compile is True
         else compiler and compiler.compiled_at_step,
         "liger": liger_applies(cfg.gpu, cfg.model.family),
-        **timer.figures(),  # steps alone, after warm-up: what bench/train_speed.py measures
-        "runtime_seconds": round(seconds, 2),
         "resumed_from_step": resumed_step,
         "session_steps": session_steps,
         "train_tokens_seen": int(state.num_input_tokens_seen),  # every process's, every session's
+        "device": cfg.gpu.device,
+        "estimated_memory_gib": estimate["card"] if estimate else None,
+    }
+    timing = {
+        **timer.figures(),  # steps alone, after warm-up: what bench/train_speed.py measures
+        "runtime_seconds": round(seconds, 2),
+        "eval_seconds": round(untimed.eval_seconds, 2),
+        "session_steps": session_steps,
         "train_tokens_per_second": (
             round(session_tokens / seconds, 1) if session_steps > 0 else None
         ),
-        "device": cfg.gpu.device,
-        "torch_threads": torch.get_num_threads(),
-        "estimated_memory_gib": estimate["card"] if estimate else None,
         **peak_memory(),
     }
     if main:
         save_run_metrics(checkpoints_dir, metrics)
         drop_unfinished(unfinished_dir)
     leave_process_group()  # every rank is done with collectives here
-    return metrics
+    return metrics, timing
 
 
 def leave_process_group() -> None:
