@@ -539,11 +539,11 @@ def loss_gap(a: tuple[Any, Any], b: tuple[Any, Any]) -> dict[str, float]:
     diff = (loss_a - loss_b).abs()
     rel = (logits_a - logits_b).norm(dim=-1) / logits_b.norm(dim=-1)
     return {
-        "loss_mean_abs": round(float(diff.mean()), 5),
-        "loss_max_abs": round(float(diff.max()), 5),
-        "loss_mean_delta": round(float(loss_a.mean() - loss_b.mean()), 5),
-        "logits_rel": round(float(rel.mean()), 5),
-        "logits_rel_max": round(float(rel.max()), 5),
+        "loss_mean_abs": round(float(diff.mean()), 7),
+        "loss_max_abs": round(float(diff.max()), 7),
+        "loss_mean_delta": round(float(loss_a.mean() - loss_b.mean()), 7),
+        "logits_rel": round(float(rel.mean()), 7),
+        "logits_rel_max": round(float(rel.max()), 7),
     }
 
 
