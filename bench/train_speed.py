@@ -261,7 +261,8 @@ def round3_variants(nf4_padded: Variant) -> list[Variant]:
         "h200",
         "h200-141gb",
         "kotune h200-141gb as shipped (predicted): bf16 base (no 4-bit), length-grouped padding, "
-        "8 × 1, torch.compile per block, Liger for llama/qwen2, the persona's LoRA dropout 0.05",
+        "8 × 1, torch.compile per block, Liger's fused linear cross-entropy for llama/qwen2, the "
+        "persona's LoRA dropout 0.05",
         packing=False,
     )
     d0 = replace(h200, name="h200-d0", about="h200 with LoRA dropout 0", dropout=0.0)
@@ -410,7 +411,12 @@ def build_model(
     import torch
 
     from kotune.inference.loading import add_lora, find_lora_targets, load_model, prepare_for_lora
-    from kotune.training.speedups import LIGER_FAMILIES, compile_blocks
+    from kotune.training.speedups import (
+        LIGER_FAMILIES,
+        check_liger_kernels,
+        compile_blocks,
+        liger_kernels,
+    )
 
     dropout = settings.lora_dropout if variant.dropout is None else variant.dropout
     if variant.engine == "unsloth":
@@ -443,7 +449,12 @@ def build_model(
     if variant.liger and model.config.model_type in LIGER_FAMILIES and device == "cuda":
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
-        _apply_liger_kernel_to_instance(model=model)  # what the Trainer's use_liger_kernel does
+        # what the Trainer's use_liger_kernel does with kotune's liger_kernel_config: with
+        # compiled blocks only the fused linear cross-entropy (round 3: RMSNorm inside a
+        # compiled block stopped dynamo)
+        kernels = liger_kernels(variant.compile)
+        check_liger_kernels(model.config.model_type, kernels)
+        _apply_liger_kernel_to_instance(model=model, **kernels)
     model.config.use_cache = False  # as the Trainer sets it (TrainingArguments.use_cache=False)
     torch.manual_seed(0)  # the same LoRA A in every variant (B starts at zero)
     model = add_lora(model, settings.lora_r, settings.lora_alpha, dropout, find_lora_targets(model))
@@ -528,11 +539,11 @@ def loss_gap(a: tuple[Any, Any], b: tuple[Any, Any]) -> dict[str, float]:
     diff = (loss_a - loss_b).abs()
     rel = (logits_a - logits_b).norm(dim=-1) / logits_b.norm(dim=-1)
     return {
-        "loss_mean_abs": round(float(diff.mean()), 5),
-        "loss_max_abs": round(float(diff.max()), 5),
-        "loss_mean_delta": round(float(loss_a.mean() - loss_b.mean()), 5),
-        "logits_rel": round(float(rel.mean()), 5),
-        "logits_rel_max": round(float(rel.max()), 5),
+        "loss_mean_abs": round(float(diff.mean()), 7),
+        "loss_max_abs": round(float(diff.max()), 7),
+        "loss_mean_delta": round(float(loss_a.mean() - loss_b.mean()), 7),
+        "logits_rel": round(float(rel.mean()), 7),
+        "logits_rel_max": round(float(rel.max()), 7),
     }
 
 

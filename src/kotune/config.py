@@ -219,14 +219,15 @@ class GpuConfig:
     # blocks between examples that sdpa's dense mask computes (sdpa packed: 0.74× padded, H100)
     attention: Literal["sdpa", "eager", "flex_attention"] = "sdpa"
     # torch.compile of each decoder block: fuses the small LoRA/cast/norm kernels around the
-    # GEMMs (1.25× on an H100) for a one-off compilation (18–150 s by model and quantization).
+    # GEMMs (1.25× on an H100) for a one-off compilation (~150 s NF4 on an H100, 86–99 s bf16 on
+    # an H200, plus the evaluation graph's).
     # auto: compile once the run's measured step time × its remaining steps says the saving pays
     # for compile_warmup_s (training.speedups.CompileWhenItPays). true/false: always/never.
     compile: Literal["auto"] | bool = False
     compile_warmup_s: float = bounded(150.0, ge=0)  # measured compilation cost on this card
     # Liger's Triton kernels (fused linear cross-entropy: no [tokens × vocab] logits; RMSNorm,
     # RoPE, SwiGLU) for the llama and qwen2 families; other families train without them. CUDA
-    # only. Pays most for 150k-vocabulary models; measured slower on a 4-bit base (issue 16).
+    # only. With compile true/auto only the fused linear cross-entropy (training.speedups).
     liger: bool = False
     num_processes: int = bounded(1, gt=0)  # processes (one per GPU) on each machine
     num_machines: int = bounded(1, gt=0)  # >1: MASTER_ADDR, MASTER_PORT, NODE_RANK from the env

@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from kotune.config import compose
-from kotune.files import write_jsonl
-from kotune.files import sha256_tree
+from kotune.files import sha256_tree, write_jsonl
 from kotune.reproducible import has_avx2
 
 pytestmark = pytest.mark.slow

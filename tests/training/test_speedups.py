@@ -2,13 +2,24 @@
 (on, or `auto` once the run pays for it) runs on the CPU; Liger and flex_attention need CUDA, so
 here their plumbing is checked and the GPU runs are marked `gpu`."""
 
+import dataclasses
+import sys
+import types
+
 import pytest
 import torch
 from test_qlora import ROOT, tiny_project, train
 
 from kotune.config import compose, parse_config
+from kotune.errors import KotuneError
 from kotune.training.qlora import training_arguments
-from kotune.training.speedups import COMPILE_SPEEDUP, compiling_pays, liger_applies
+from kotune.training.speedups import (
+    COMPILE_SPEEDUP,
+    check_liger_kernels,
+    compiling_pays,
+    liger_applies,
+    liger_kernel_config,
+)
 
 BUDGET = [
     "train.max_steps=6",
@@ -48,13 +59,70 @@ def test_compile_pays_when_the_remaining_steps_save_more_than_it_costs(
 def test_liger_reaches_the_trainer_for_the_families_it_has_kernels_for(model, gpu, applies):
     """The Trainer applies Liger itself (`use_liger_kernel`). transformers refuses a CUDA
     profile's bf16 arguments on a machine without CUDA, so they are built here for the CPU."""
-    import dataclasses
-
     cfg = parse_config(compose([f"model={model}", f"gpu={gpu}"], ROOT / "conf"))
     assert liger_applies(cfg.gpu, cfg.model.family) is applies
     on_cpu = dataclasses.replace(cfg.gpu, device="cpu", compute_dtype="float32")
     args = training_arguments(dataclasses.replace(cfg, gpu=on_cpu), ROOT / "unused")
     assert args.use_liger_kernel is (applies and torch.cuda.is_available())
+
+
+@pytest.mark.parametrize("model", ["qwen2.5-7b-instruct", "bllossom-8b"])
+@pytest.mark.parametrize(
+    "compile_setting, in_blocks", [("false", True), ("true", False), ("auto", False)]
+)
+def test_with_compiled_blocks_liger_keeps_only_its_fused_linear_cross_entropy(
+    tmp_path, model, compile_setting, in_blocks
+):
+    """Liger's RMSNorm inside a compiled decoder block stopped dynamo (H200, round 3). Whenever
+    the blocks are or may be compiled (true, or auto: compiled mid-run, after the Trainer has
+    patched the model) the Trainer gets only the fused linear cross-entropy, which runs after
+    the blocks; eager runs keep Liger's defaults. `h200-141gb` ships compile auto."""
+    overrides = [f"model={model}", "gpu=h200-141gb", f"gpu.compile={compile_setting}"]
+    cfg = parse_config(compose(overrides, ROOT / "conf"))
+    kernels = liger_kernel_config(cfg.gpu, cfg.model.family)
+    assert kernels == {
+        "rope": in_blocks,
+        "rms_norm": in_blocks,
+        "swiglu": in_blocks,
+        "cross_entropy": False,
+        "fused_linear_cross_entropy": True,
+    }
+    # what the Trainer receives (fp32 here: transformers refuses bf16 without CUDA)
+    gpu = dataclasses.replace(cfg.gpu, compute_dtype="float32")
+    args = training_arguments(dataclasses.replace(cfg, gpu=gpu), tmp_path)
+    assert args.use_liger_kernel is True and args.liger_kernel_config == kernels
+    no_liger = dataclasses.replace(cfg, gpu=dataclasses.replace(gpu, liger=False))
+    assert liger_kernel_config(no_liger.gpu, "qwen2") is None
+    assert training_arguments(no_liger, tmp_path).liger_kernel_config is None
+
+
+def test_a_liger_kernel_its_apply_function_does_not_take_stops_the_run(monkeypatch):
+    """Liger's _apply_liger_kernel_to_instance silently drops names its apply function does not
+    take: kotune checks them first against the function's signature (here a stand-in with
+    liger-kernel 0.8.5's parameters for qwen2), and a missing liger-kernel is one line too."""
+
+    def apply_0_8_5(rope=True, cross_entropy=False, fused_linear_cross_entropy=True,
+                    rms_norm=True, swiglu=True, model=None):  # fmt: skip
+        return None
+
+    def renamed(rope=True, fused_linear_cross_entropy=True, rmsnorm=True, swiglu=True, model=None):
+        return None
+
+    shipped = compose(["model=qwen2.5-7b-instruct", "gpu=h200-141gb"], ROOT / "conf")
+    kernels = liger_kernel_config(parse_config(shipped).gpu, "qwen2")
+    assert kernels["rms_norm"] is False
+    patch = types.ModuleType("liger_kernel.transformers.monkey_patch")
+    for name in ("liger_kernel", "liger_kernel.transformers"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.monkey_patch", patch)
+    patch.MODEL_TYPE_TO_APPLY_LIGER_FN = {"qwen2": apply_0_8_5}
+    check_liger_kernels("qwen2", kernels)  # every name taken
+    patch.MODEL_TYPE_TO_APPLY_LIGER_FN = {"qwen2": renamed}
+    with pytest.raises(KotuneError, match="takes no cross_entropy, rms_norm"):
+        check_liger_kernels("qwen2", kernels)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.monkey_patch", None)
+    with pytest.raises(KotuneError, match="pip install liger-kernel"):
+        check_liger_kernels("qwen2", kernels)
 
 
 @pytest.mark.slow

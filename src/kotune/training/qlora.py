@@ -38,9 +38,11 @@ from kotune.training.checkpoints import (
     whole_adapter_writer,
 )
 from kotune.training.speedups import (
+    check_liger_kernels,
     compile_blocks,
     compile_when_it_pays,
     liger_applies,
+    liger_kernel_config,
     step_timer,
 )
 
@@ -104,6 +106,8 @@ def training_arguments(cfg: Config, output_dir: Path) -> Any:
         ddp_find_unused_parameters=False if several and gpu.distributed == "ddp" else None,
         ddp_backend="gloo" if not on_gpu and several else None,
         use_liger_kernel=liger_applies(gpu, cfg.model.family),
+        # with compiled blocks only the fused linear cross-entropy (outside them): speedups.py
+        liger_kernel_config=liger_kernel_config(gpu, cfg.model.family),
     )
 
 
@@ -189,6 +193,9 @@ def train_adapter(
     from transformers.trainer_callback import TrainerState
 
     estimate = check_fits(cfg, base_dir)  # before loading: a run that cannot fit fails in seconds
+    liger = liger_kernel_config(cfg.gpu, cfg.model.family)
+    if liger:
+        check_liger_kernels(cfg.model.family, liger)
     args = training_arguments(cfg, checkpoints_dir)  # under torchrun: joins the process group
     main = args.process_index == 0
     set_seed(cfg.train.seed)
@@ -302,7 +309,7 @@ def train_adapter(
         "compiled_at_step": 0
         if cfg.gpu.compile is True
         else compiler and compiler.compiled_at_step,
-        "liger": liger_applies(cfg.gpu, cfg.model.family),
+        "liger": ",".join(name for name, on in liger.items() if on) if liger else None,
         "resumed_from_step": resumed_step,
         "session_steps": session_steps,
         "train_tokens_seen": int(state.num_input_tokens_seen),  # every process's, every session's

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from kotune.config import GpuConfig
+from kotune.errors import KotuneError
 
 # families Liger has kernels for (liger_kernel.transformers.apply_liger_kernel_to_<family>)
 LIGER_FAMILIES = ("llama", "qwen2")
@@ -20,6 +21,52 @@ TIMED_STEPS = (2, 3)
 def liger_applies(gpu: GpuConfig, family: str) -> bool:
     """Whether the Trainer should patch the model with Liger's kernels (`use_liger_kernel`)."""
     return gpu.liger and gpu.device == "cuda" and family in LIGER_FAMILIES
+
+
+def liger_kernels(compiled: bool) -> dict[str, bool]:
+    """Which of Liger's kernels to apply (`liger_kernel_config`: the keyword arguments of
+    liger_kernel's apply_liger_kernel_to_llama / _qwen2). Eager: Liger's own defaults. With
+    decoder blocks that are or may be compiled (`gpu.compile` true or auto: auto compiles mid-run,
+    after the Trainer has patched the model) only the fused linear cross-entropy, which runs in
+    the model's forward after the last block, outside every compiled region. RMSNorm, RoPE and
+    SwiGLU sit inside each block as autograd Functions that launch Triton kernels: dynamo traces
+    into them and stopped with an AssertionError at LigerRMSNormFunction.apply (torch 2.11,
+    bench/NOTES.md round 3), and inductor fuses those same element-wise ops by itself."""
+    in_blocks = not compiled
+    return {
+        "rope": in_blocks,
+        "rms_norm": in_blocks,
+        "swiglu": in_blocks,
+        "cross_entropy": False,  # the fused linear cross-entropy replaces it (never both)
+        "fused_linear_cross_entropy": True,  # no [tokens × vocab] logits (152k wide for Qwen)
+    }
+
+
+def liger_kernel_config(gpu: GpuConfig, family: str) -> dict[str, bool] | None:
+    """The Trainer's `liger_kernel_config` for this profile and family (None: no Liger)."""
+    return liger_kernels(gpu.compile is not False) if liger_applies(gpu, family) else None
+
+
+def check_liger_kernels(model_type: str, kernels: dict[str, bool]) -> None:
+    """Before the Trainer applies them: liger-kernel is installed, and its apply function for
+    the family takes every kernel named. Liger drops names it does not take without a word, so a
+    renamed one would put its RMSNorm back into compiled blocks."""
+    import inspect
+
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    except ImportError as error:
+        raise KotuneError(
+            f"gpu.liger is true but liger-kernel does not import ({error}): "
+            "pip install liger-kernel, or -S gpu.liger=false"
+        ) from None
+    taken = inspect.signature(MODEL_TYPE_TO_APPLY_LIGER_FN[model_type]).parameters
+    unknown = sorted(set(kernels) - set(taken))
+    if unknown:
+        raise KotuneError(
+            f"liger-kernel's apply function for {model_type} takes no {', '.join(unknown)} "
+            "(kotune was written for liger-kernel 0.8.5): -S gpu.liger=false, or that version"
+        )
 
 
 def decoder_blocks(model: Any) -> Any:
