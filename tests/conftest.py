@@ -44,17 +44,17 @@ def tiny_config(**scratch):
     from kotune.config import compose, parse_config
 
     data = compose(["persona=mencius", "model=tiny", "gpu=cpu"], ROOT / "conf")
-    data["model"]["scratch"].update(
+    shape = dict(
         vocab_size=600,
         hidden_size=64,
         num_layers=2,
         num_heads=2,
         intermediate_size=256,
         max_position_embeddings=256,
-        **scratch,
     )
+    data["model"]["scratch"].update({**shape, **scratch})
     data["tokenize"]["max_seq_len"] = 256
-    data["base"].update(steps=60, batch_size=8, seq_len=64, warmup_steps=5)
+    data["base"].update(steps=200, batch_size=8, seq_len=64, warmup_steps=10)
     data["persona"]["generation"]["max_new_tokens"] = 24
     return parse_config(data)
 
