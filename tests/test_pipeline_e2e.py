@@ -179,6 +179,7 @@ def test_metric_keys(project):
         "scored",
         "skipped_prompt_too_long",
         "empty_predictions",
+        "invalid_utf8_predictions",
     }
     assert evaluation["scored"] == 6 and evaluation["checkpoint"] == train["best_checkpoint"]
     assert evaluation["eval_loss"] > 0
