@@ -411,6 +411,7 @@ def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
     from kotune.files import read_json, read_jsonl
     from kotune.inference.adapter import load_exported
     from kotune.inference.engine import Engine
+    from kotune.inference.vllm import TEMPLATE_FILE, vllm_problems
     from kotune.records import training_examples
 
     root, splits, tokenized, checkpoints, train_metrics, _ = trained
@@ -445,6 +446,20 @@ def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
         "llama": ["<|start_header_id|>", "<|eot_id|>"],
     }[built.name]
     assert settings["stop_patterns"] == ["\n질문:", "\n사용자 질문:", *markers]
+
+    # vLLM: LoRA for Qwen2 and Llama as exported, the persona's prompt as its chat template
+    card = (adapter / "README.md").read_text(encoding="utf-8")
+    problems = vllm_problems(adapter, built.name)
+    if built.name == "gpt_neox":
+        assert problems and "kotune merge --adapter models/adapter" in card
+    else:
+        assert problems == []
+        assert "--enable-lora --lora-modules mencius=models/adapter --max-lora-rank 8" in card
+    template = (adapter / TEMPLATE_FILE).read_text(encoding="utf-8")
+    rendered = built.tokenizer.apply_chat_template(
+        CONTEXT, chat_template=template, add_generation_prompt=True, tokenize=False
+    )
+    assert rendered == PROMPTS[built.name]
 
     loaded = load_exported(adapter)
     assert loaded.tokenizer.chat_template == family.chat_template  # exported with the tokenizer

@@ -163,6 +163,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from kotune.files import atomic_path
+    from kotune.inference.adapter import read_settings
+    from kotune.inference.vllm import merge_adapter
+
+    read_settings(args.adapter)  # a wrong folder fails before the heavy imports
+    if args.output.exists():
+        raise KotuneError(f"-o {args.output}: already exists (kotune merge writes a new folder)")
+    with atomic_path(args.output) as tmp:  # no half-written folder if it fails
+        settings = merge_adapter(args.adapter, tmp, args.dtype)
+    print(
+        f"merged {args.adapter} into {settings.base.name} → {args.output}; serve it with: "
+        f"vllm serve {args.output} --served-model-name {settings.persona}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from kotune.config import compose, parse_config
     from kotune.modeling.memory import estimate_for, suggestions
@@ -295,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile the decode step (CUDA graphs on a GPU): faster tokens, a minute to start",
     )
     p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser(
+        "merge", help="the adapter merged into its base: a model folder vLLM serves without LoRA"
+    )
+    p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
+    p.add_argument("-o", "--output", type=Path, required=True, help="a new folder")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 (the CPU's)"
+    )
+    p.set_defaults(run=cmd_merge)
 
     p = sub.add_parser("fit", help="estimate training memory for a model × GPU profile choice")
     p.add_argument(
