@@ -120,6 +120,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("KOTUNE_API_KEY") or None
     read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
     with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind((args.host, args.port))
         except OSError as error:

@@ -381,3 +381,20 @@ def test_a_generation_that_fails_is_reported_and_the_server_goes_on(breaking_ser
     assert api.chat.completions.create(**arguments).choices[0].message.content == good
     streamed = api.chat.completions.create(**arguments, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == good
+
+
+def test_a_port_in_use_is_one_line(tiny_adapter):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [KOTUNE, "serve", "--adapter", str(tiny_adapter), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"kotune: error: --host 127.0.0.1 --port {port}: Address already in use"
+    )

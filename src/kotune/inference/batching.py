@@ -110,10 +110,11 @@ class Batcher:
         from kotune.inference.slots import SlotCache
 
         self.cache = SlotCache(model, slots, context)
-        if compile:
-            self._compile()
+        self.compile = compile
+        self.ready = threading.Event()  # set once the loop runs (compiled graphs warm)
         self.thread = threading.Thread(target=self._run, name="kotune-batcher", daemon=True)
         self.thread.start()
+        self.ready.wait()
 
     # ------------------------------------------------------------------ callers' side
 
@@ -131,6 +132,7 @@ class Batcher:
                 "running": len(self.rows),
                 "waiting": len(self.pending),
                 "slots": self.slots,
+                "compiled": self.forward_decode is not self._decode_forward,
                 **self.counts,
             }
 
@@ -145,6 +147,9 @@ class Batcher:
     def _run(self) -> None:
         import torch
 
+        if self.compile:  # here: CUDA graphs are recorded and replayed by this thread
+            self._compile()
+        self.ready.set()
         while True:
             with self.condition:
                 while not self.closed and not self.pending and not self.rows:
@@ -371,20 +376,37 @@ class Batcher:
     # ------------------------------------------------------------------ compiled decode
 
     def _compile(self) -> None:
-        """torch.compile the decode step (CUDA graphs on a GPU: "reduce-overhead"), one graph per
-        bucket of running rows, and warm each up now so that no request waits for compilation."""
+        """torch.compile the decode step (CUDA graphs on a GPU: "reduce-overhead") and warm up
+        every bucket of running rows now, so that no request waits for compilation. The first
+        bucket compiles for its shape, the second for any batch size (automatic dynamic
+        shapes); CUDA graphs are recorded per bucket. If compiling fails, eager decoding is
+        used (a line on stderr says so)."""
+        import sys
+
         import torch
 
-        for width in self.buckets or []:
-            self.cache.decode_view(width)
-        self.cache.mark_static()
         mode = "reduce-overhead" if self.device.type == "cuda" else None
-        self.forward_decode = torch.compile(self._decode_forward, mode=mode, dynamic=False)
-        with torch.inference_mode():
+        compiled = torch.compile(self._decode_forward, mode=mode)
+        try:
             for width in self.buckets or []:
-                for _ in range(3):  # compile, record the graph, replay
-                    ids = torch.full((width, 1), self.pad_id, dtype=torch.long, device=self.device)
-                    positions = torch.zeros((width, 1), dtype=torch.long, device=self.device)
-                    self.cache.decode_position.fill_(self.cache.t)
-                    mask = self.cache.decode_mask([], width)
-                    self.forward_decode(ids, positions, mask, self.cache.decode_view(width))
+                self.cache.decode_view(width)
+            self.cache.mark_static()
+            with torch.inference_mode():
+                for width in self.buckets or []:
+                    for _ in range(3):  # compile, record the graph, replay
+                        ids = torch.full(
+                            (width, 1), self.pad_id, dtype=torch.long, device=self.device
+                        )
+                        positions = torch.zeros((width, 1), dtype=torch.long, device=self.device)
+                        self.cache.decode_position.fill_(self.cache.t)
+                        mask = self.cache.decode_mask([], width)
+                        compiled(ids, positions, mask, self.cache.decode_view(width))
+        except Exception as error:  # noqa: BLE001 - serving eagerly beats not serving
+            print(
+                f"kotune: compiling the decode step failed ({type(error).__name__}: {error}); "
+                "decoding eagerly",
+                file=sys.stderr,
+            )
+            self.buckets = None
+            return
+        self.forward_decode = compiled

@@ -199,7 +199,8 @@ class Engine:
                 request.cancel()
         return [a for a in answers if a is not None]
 
-    def load(self) -> dict[str, int]:
+    def load(self) -> dict[str, Any]:
+        """Answers running and waiting, slots, whether decoding is compiled, answers so far."""
         return self.batcher.load()
 
     def close(self) -> None:

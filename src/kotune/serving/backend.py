@@ -75,7 +75,7 @@ class EngineBackend:
         finally:
             request.cancel()
 
-    def load(self) -> dict[str, int]:
+    def load(self) -> dict[str, Any]:
         return self.engine.load()
 
     def close(self) -> None:
