@@ -97,7 +97,9 @@ class Batcher:
         self.stop_ids, self.stop_patterns = stop_ids, stop_patterns
         self.slots, self.context, self.gather_s = slots, context, gather_s
         self.max_prefill_tokens = max_prefill_tokens
-        self.buckets = sorted(set(buckets or []) | {slots}) if compile else None
+        self.buckets = (
+            sorted({b for b in buckets or [] if b < slots} | {slots}) if compile else None
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.device = next(model.parameters()).device
         self.pending: collections.deque[Request] = collections.deque()
