@@ -81,7 +81,7 @@ class Terminal:
     def send(self, data: bytes) -> None:
         os.write(self.fd, data)
 
-    def wait(self, seconds: float = 60) -> int:
+    def wait(self, seconds: float = 180) -> int:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
@@ -94,7 +94,8 @@ class Terminal:
             if pid:
                 return os.waitstatus_to_exitcode(status)
         os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError("kotune chat did not exit")
+        tail = self.output[-500:].decode(errors="replace")
+        raise AssertionError(f"kotune chat did not exit: {tail!r}")
 
 
 def test_ctrl_c_stops_an_answer_and_a_second_at_the_prompt_leaves(babbling_adapter):
@@ -109,7 +110,8 @@ def test_ctrl_c_stops_an_answer_and_a_second_at_the_prompt_leaves(babbling_adapt
     assert re.search(r"\^C\r\n\(중단됨\)\r\n\r\n나> $", text), text[-300:]  # ^C ends its line
     assert not re.search(r"나> [^\r\n]*\^C", text)  # ^C never on the prompt's line
     term.send(b"/reset\r")  # the session goes on
-    term.read_until("(새 대화)".encode())
+    reset = term.read_until("(새 대화)".encode()).index("(새 대화)".encode())
+    term.read_until("나> ".encode(), start=reset)  # waiting at the prompt again
     term.send(b"\x03")  # Ctrl-C at the prompt leaves
     assert term.wait() == 0
     assert term.output.endswith(b"\r\n") and b"Traceback" not in term.output

@@ -105,6 +105,7 @@ def test_every_stage_ran_and_wrote_exactly_its_artifacts(project):
         "manifest.json",
         "tokenizer.json",
         "tokenizer_config.json",
+        "vllm_chat_template.jinja",
     ]
     assert sorted(p.name for p in (project / "models/base").iterdir()) == [
         "config.json",

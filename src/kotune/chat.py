@@ -49,61 +49,91 @@ class ChatSession:
         return answer
 
 
+def read_line(prompt: str, stdin: TextIO, stdout: TextIO) -> str:
+    """input() that Ctrl-C always interrupts: wait for a line in short steps, so this thread runs
+    Python often enough to raise KeyboardInterrupt even when the signal reached another thread.
+    The terminal's own line editing (cooked mode) stays. Raises EOFError at Ctrl-D."""
+    import select
+
+    stdout.write(prompt)
+    stdout.flush()
+    while not select.select([stdin], [], [], 0.1)[0]:
+        pass
+    line = stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
 def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """The terminal loop. Interactive: a prompt and streamed answers; Ctrl-C stops an answer,
-    Ctrl-C at the prompt, Ctrl-D or /exit leaves; /reset starts a new conversation. Piped: one
+    Ctrl-C anywhere else, Ctrl-D or /exit leaves; /reset starts a new conversation. Piped: one
     question a line, one answer a line (empty when the question failed, with the reason on
     stderr), so it can be scripted. Returns the exit status: 1 if any question failed."""
     interactive = stdin.isatty()
-    failed = 0
+    state = {"failed": 0, "lineno": 0}
 
     def write(text: str) -> None:
         stdout.write(text)
         stdout.flush()
 
     settings = session.settings
-    if interactive:
-        write(
-            f"kotune chat — {settings.persona} ({settings.base.name}). "
-            "/reset: new conversation, /exit or Ctrl-D: quit, Ctrl-C: stop an answer\n"
-        )
-    lineno = 0
+    if not interactive:
+        while line := stdin.readline():
+            if not turn(session, line, state, write, interactive=False):
+                break
+        return 1 if state["failed"] else 0
+    write(
+        f"kotune chat — {settings.persona} ({settings.base.name}). "
+        "/reset: new conversation, /exit or Ctrl-D: quit, Ctrl-C: stop an answer\n"
+    )
     while True:
-        if interactive:
-            try:
-                line = input("\n나> ")
-            except (EOFError, KeyboardInterrupt):
-                write("\n")  # the shell's prompt starts on its own line
-                return 1 if failed else 0
-        else:
-            line = stdin.readline()
-            if not line:
-                return 1 if failed else 0
-        lineno += 1
-        question = line.strip()
-        if not question:
-            continue
-        if question == "/exit":
-            return 1 if failed else 0
-        if question == "/reset":
-            session.reset()
-            if interactive:
-                write("(새 대화)\n")
-            continue
-        if interactive:
-            write(f"{settings.persona}> ")
         try:
-            session.reply(question, on_text=write)
-        except KotuneError as error:
-            failed += 1
-            if interactive:
-                write("\n")
-                print(f"kotune: error: {error}", file=sys.stderr, flush=True)
-                continue
-            print(f"kotune: error: line {lineno}: {error}", file=sys.stderr, flush=True)
-        except KeyboardInterrupt:
-            if not interactive:
-                raise
-            write("\n(중단됨)\n")  # the answer stopped; ^C and the next prompt never share a line
-            continue
-        write("\n")
+            line = read_line("\n나> ", stdin, stdout)
+            if not turn(session, line, state, write, interactive=True):
+                break
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D, or Ctrl-C when no answer is running
+            write("\n")  # the shell's prompt starts on its own line
+            break
+    return 1 if state["failed"] else 0
+
+
+def turn(
+    session: ChatSession,
+    line: str,
+    state: dict[str, int],
+    write: Callable[[str], None],
+    *,
+    interactive: bool,
+) -> bool:
+    """One line of input: a command or a question and its answer. False: leave."""
+    state["lineno"] += 1
+    question = line.strip()
+    if question == "/exit":
+        return False
+    if question == "/reset":
+        session.reset()
+        if interactive:
+            write("(새 대화)\n")
+        return True
+    if not question:
+        return True
+    if interactive:
+        write(f"{session.settings.persona}> ")
+    try:
+        session.reply(question, on_text=write)
+    except KotuneError as error:
+        state["failed"] += 1
+        where = "" if interactive else f"line {state['lineno']}: "
+        if interactive:
+            write("\n")
+        print(f"kotune: error: {where}{error}", file=sys.stderr, flush=True)
+        if interactive:
+            return True
+    except KeyboardInterrupt:
+        if not interactive:
+            raise
+        write("\n(중단됨)\n")  # the answer stopped; ^C and the next prompt never share a line
+        return True
+    write("\n")
+    return True

@@ -14,51 +14,11 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from kotune.inference.decoding import AnswerText, Detokenizer, SamplingParams, make_generator
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A piece of the shown answer."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """The answer ended: `stop` (end of turn or stop pattern), `length` (token limit) or
-    `cancelled`; token counts for usage."""
-
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Generation failed for this answer (the engine itself keeps serving)."""
-
-    message: str
-
-
-Event = Delta | Done | Failure
-
-
-@dataclass
-class Request:
-    prompt_ids: list[int]
-    params: SamplingParams
-    sink: Callable[[Event], None]  # called from the engine's thread
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    submitted: float = field(default_factory=time.perf_counter)
-
-    def cancel(self) -> None:
-        """Stop this answer at the next step and free its slot (the caller went away)."""
-        self.cancelled.set()
+from kotune.inference.decoding import AnswerText, Detokenizer, make_generator
+from kotune.inference.requests import Delta, Done, Failure, Request
 
 
 @dataclass
@@ -70,7 +30,6 @@ class Row:
     slot: int
     start: int
     length: int
-    stops: tuple[str, ...]
     detokenizer: Detokenizer
     text: AnswerText
     generator: Any
@@ -147,8 +106,12 @@ class Batcher:
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
+        import signal
+
         import torch
 
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C belongs to the caller's (main) thread
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         if self.compile:  # here: CUDA graphs are recorded and replayed by this thread
             self._compile()
         self.ready.set()
@@ -218,7 +181,6 @@ class Batcher:
                 slot=slot,
                 start=self.cache.t - length,
                 length=length,
-                stops=(*self.stop_patterns, *request.params.stop),
                 detokenizer=Detokenizer(self.tokenizer),
                 text=AnswerText((*self.stop_patterns, *request.params.stop)),
                 generator=make_generator(request.params.seed, self.device),
@@ -378,31 +340,16 @@ class Batcher:
     # ------------------------------------------------------------------ compiled decode
 
     def _compile(self) -> None:
-        """torch.compile the decode step (CUDA graphs on a GPU: "reduce-overhead") and warm up
-        every bucket of running rows now, so that no request waits for compilation. The first
-        bucket compiles for its shape, the second for any batch size (automatic dynamic
-        shapes); CUDA graphs are recorded per bucket. If compiling fails, eager decoding is
-        used (a line on stderr says so)."""
+        """The compiled decode step, warm for every bucket (kotune.inference.slots); if
+        compiling fails, eager decoding goes on (a line on stderr says so)."""
         import sys
 
-        import torch
+        from kotune.inference.slots import compile_decode
 
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
-        compiled = torch.compile(self._decode_forward, mode=mode)
         try:
-            for width in self.buckets or []:
-                self.cache.decode_view(width)
-            self.cache.mark_static()
-            with torch.inference_mode():
-                for width in self.buckets or []:
-                    for _ in range(3):  # compile, record the graph, replay
-                        ids = torch.full(
-                            (width, 1), self.pad_id, dtype=torch.long, device=self.device
-                        )
-                        positions = torch.zeros((width, 1), dtype=torch.long, device=self.device)
-                        self.cache.decode_position.fill_(self.cache.t)
-                        mask = self.cache.decode_mask([], width)
-                        compiled(ids, positions, mask, self.cache.decode_view(width))
+            self.forward_decode = compile_decode(
+                self._decode_forward, self.cache, self.buckets or [], self.pad_id
+            )
         except Exception as error:  # noqa: BLE001 - serving eagerly beats not serving
             print(
                 f"kotune: compiling the decode step failed ({type(error).__name__}: {error}); "
@@ -410,5 +357,3 @@ class Batcher:
                 file=sys.stderr,
             )
             self.buckets = None
-            return
-        self.forward_decode = compiled

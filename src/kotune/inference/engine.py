@@ -15,8 +15,9 @@ from typing import Any
 
 from kotune.errors import KotuneError
 from kotune.inference.adapter import AdapterSettings, adapter_prompt_builder
-from kotune.inference.batching import Batcher, Delta, Done, Event, Failure, Request
+from kotune.inference.batching import Batcher
 from kotune.inference.decoding import SamplingParams
+from kotune.inference.requests import Delta, Done, Event, Failure, Request
 from kotune.tokenizing import fit_prompt
 
 __all__ = ["Delta", "Done", "Engine", "Event", "Failure", "PromptTooLong", "Request"]
@@ -151,7 +152,10 @@ class Engine:
         request = self.submit(prompt, params, events.put)
         try:
             while True:
-                event = events.get()
+                try:  # a short wait, so that a Ctrl-C reaches this thread at once
+                    event = events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 yield event
                 if not isinstance(event, Delta):
                     return

@@ -216,3 +216,26 @@ class SlotCache:
         zero = torch.zeros((), dtype=self.dtype, device=self.device)
         blocked = torch.tensor(torch.finfo(self.dtype).min, dtype=self.dtype, device=self.device)
         return torch.where(allowed, zero, blocked)
+
+
+def compile_decode(decode: Any, cache: SlotCache, widths: list[int], pad_id: int) -> Any:
+    """`decode(ids, positions, mask, cache_view)` through torch.compile (CUDA graphs on a GPU:
+    "reduce-overhead"), warmed up now for every width of running rows so that no request waits
+    for compilation: the first width compiles for its shape, the second for any (automatic
+    dynamic shapes); a CUDA graph is recorded per width. The cache's buffers are marked static
+    (the graphs read and write them in place). Call it from the thread that will decode."""
+    import torch
+
+    mode = "reduce-overhead" if cache.device.type == "cuda" else None
+    compiled = torch.compile(decode, mode=mode)
+    for width in widths:
+        cache.decode_view(width)
+    cache.mark_static()
+    with torch.inference_mode():
+        for width in widths:
+            for _ in range(3):  # compile, record the graph, replay
+                ids = torch.full((width, 1), pad_id, dtype=torch.long, device=cache.device)
+                positions = torch.zeros((width, 1), dtype=torch.long, device=cache.device)
+                cache.decode_position.fill_(cache.t)
+                compiled(ids, positions, cache.decode_mask([], width), cache.decode_view(width))
+    return compiled
