@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -r requirements.lock -e ".[dev]"
-	$(BIN)/python -c "import kotune, torch, transformers, peft, bitsandbytes, dvc, kiwipiepy"
+	$(BIN)/python -c "import kotune, torch, transformers, peft, bitsandbytes, dvc, kiwipiepy, fastapi, uvicorn"
 	touch $(STAMP)
 
 clean-venv:

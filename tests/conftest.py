@@ -39,31 +39,30 @@ def tiny_tokenizer(mencius_records):
     )
 
 
-def tiny_config(**scratch):
-    """The defaults (mencius, tiny, cpu) with a smaller scratch model and a short warm-up."""
+def tiny_config(base_steps: int = 200, **scratch):
+    """The defaults (mencius, tiny, cpu) with a smaller scratch model and a short warm-up
+    (200 steps: enough for different questions to get different answers)."""
     from kotune.config import compose, parse_config
 
     data = compose(["persona=mencius", "model=tiny", "gpu=cpu"], ROOT / "conf")
-    data["model"]["scratch"].update(
+    shape = dict(
         vocab_size=600,
         hidden_size=64,
         num_layers=2,
         num_heads=2,
         intermediate_size=256,
         max_position_embeddings=256,
-        **scratch,
     )
-    data["tokenize"]["max_seq_len"] = 256
-    data["base"].update(steps=60, batch_size=8, seq_len=64, warmup_steps=5)
+    data["model"]["scratch"].update({**shape, **scratch})
+    data["tokenize"]["max_seq_len"] = min(256, data["model"]["scratch"]["max_position_embeddings"])
+    data["base"].update(steps=base_steps, batch_size=8, seq_len=64, warmup_steps=10)
     data["persona"]["generation"]["max_new_tokens"] = 24
     return parse_config(data)
 
 
-@pytest.fixture(scope="session")
-def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
-    """An exported adapter folder (models/adapter) made fast: a tiny scratch base built and
-    warmed up by the base stage's code, a freshly initialised LoRA saved as a checkpoint, then
-    the real export. ~10 s on 2 cores."""
+def export_tiny_adapter(cfg, records, root: Path) -> Path:
+    """models/adapter made fast: the scratch base built by the base stage's code, a freshly
+    initialised LoRA saved as a checkpoint, then the real export."""
     import torch
 
     from kotune.export import export_adapter
@@ -71,12 +70,10 @@ def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
     from kotune.inference.loading import load_for_training
     from kotune.modeling.base import build_scratch_base
 
-    cfg = tiny_config()
-    root = tmp_path_factory.mktemp("tiny-adapter")
     train = root / "train.jsonl"
-    write_jsonl(train, mencius_records)
+    write_jsonl(train, records)
     base_dir = root / "models" / "base"
-    build_scratch_base(mencius_records, cfg, base_dir)
+    build_scratch_base(records, cfg, base_dir)
     torch.manual_seed(cfg.train.seed)
     model, _, targets = load_for_training(cfg, base_dir)
     checkpoint = root / "models" / "checkpoints" / "checkpoint-1"
@@ -96,7 +93,7 @@ def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
         },
         "eval": {},
         "split": {
-            "train_conversations": len(mencius_records),
+            "train_conversations": len(records),
             "test_conversations": 0,
             "train_examples": 0,
             "test_examples": 0,
@@ -105,3 +102,20 @@ def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
     adapter = root / "models" / "adapter"
     export_adapter(cfg, checkpoint, base_dir, [train], metrics, adapter)
     return adapter
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
+    """An exported adapter folder on a tiny scratch base warmed up for 200 steps: it answers in
+    Korean, differently per question, and usually ends its answers within 24 tokens."""
+    return export_tiny_adapter(
+        tiny_config(), mencius_records, tmp_path_factory.mktemp("tiny-adapter")
+    )
+
+
+@pytest.fixture(scope="session")
+def babbling_adapter(tmp_path_factory, mencius_records) -> Path:
+    """The same export on random weights and a 1,024-token context: greedy decoding of it
+    practically never ends before its token limit (an answer long enough to interrupt)."""
+    cfg = tiny_config(base_steps=0, max_position_embeddings=1024)
+    return export_tiny_adapter(cfg, mencius_records, tmp_path_factory.mktemp("babbling-adapter"))

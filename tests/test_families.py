@@ -406,11 +406,12 @@ def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
     from datasets import load_from_disk
 
     from kotune.chat import ChatSession
-    from kotune.config import GenerationConfig
     from kotune.evaluation import evaluate_adapter
     from kotune.export import export_adapter
     from kotune.files import read_json, read_jsonl
     from kotune.inference.adapter import load_exported
+    from kotune.inference.engine import Engine
+    from kotune.inference.vllm import TEMPLATE_FILE, vllm_problems
     from kotune.records import training_examples
 
     root, splits, tokenized, checkpoints, train_metrics, _ = trained
@@ -446,41 +447,65 @@ def test_evaluate_export_and_chat_use_the_familys_prompt(built, trained):
     }[built.name]
     assert settings["stop_patterns"] == ["\n질문:", "\n사용자 질문:", *markers]
 
+    # vLLM: LoRA for Qwen2 and Llama as exported, the persona's prompt as its chat template
+    card = (adapter / "README.md").read_text(encoding="utf-8")
+    problems = vllm_problems(adapter, built.name)
+    if built.name == "gpt_neox":
+        assert problems and "kotune merge --adapter models/adapter" in card
+    else:
+        assert problems == []
+        assert "--enable-lora --lora-modules mencius=models/adapter --max-lora-rank 8" in card
+    template = (adapter / TEMPLATE_FILE).read_text(encoding="utf-8")
+    rendered = built.tokenizer.apply_chat_template(
+        CONTEXT, chat_template=template, add_generation_prompt=True, tokenize=False
+    )
+    assert rendered == PROMPTS[built.name]
+
     loaded = load_exported(adapter)
-    model, tokenizer, settings = loaded.model, loaded.tokenizer, loaded.settings
-    assert tokenizer.chat_template == family.chat_template  # exported with the tokenizer
-    session = ChatSession(model, tokenizer, settings, GenerationConfig(max_new_tokens=4))
-    assert session.builder.end_of_turn_id == built.builder().end_of_turn_id
-    answer = session.reply("인이란?")
+    assert loaded.tokenizer.chat_template == family.chat_template  # exported with the tokenizer
+    engine = Engine(loaded.model, loaded.tokenizer, loaded.settings, slots=1)
+    try:
+        assert engine.builder.end_of_turn_id == built.builder().end_of_turn_id
+        session = ChatSession(engine, engine.params(max_new_tokens=4))
+        answer = session.reply("인이란?")
+    finally:
+        engine.close()
     assert session.history == [
         {"role": "user", "content": "인이란?"},
         {"role": "assistant", "content": answer},
     ]
 
 
-def script(model, prompt_ids: list[int], answer_ids: list[int], end_id: int, then: int) -> None:
-    """Make greedy decoding of a random model write `answer_ids`, the end-of-turn token, then
-    `then` (as if it went on to another turn), whatever its weights."""
-    chain = [prompt_ids[-1], *answer_ids, end_id, then]
-    assert len(set(chain)) == len(chain)
-    model.generation_config.sequence_bias = {
-        (a, b): 1000.0 for a, b in zip(chain, chain[1:], strict=False)
-    }
+class Scripted:
+    """A random model made to write `chain` under greedy decoding, whatever its weights: after
+    each token of the chain, the next one gets +1000 on its logit."""
+
+    def __init__(self, model, chain: list[int]) -> None:
+        assert len(set(chain)) == len(chain)
+        self.model, self.next = model, dict(zip(chain, chain[1:], strict=False))
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, **kwargs):
+        output = self.model(**kwargs)
+        for row, token in enumerate(kwargs["input_ids"][:, -1].tolist()):
+            if token in self.next:
+                output.logits[row, -1, self.next[token]] += 1000.0
+        return output
 
 
 @pytest.mark.parametrize("built", ["qwen2"], indirect=True)
 def test_generation_stops_at_the_end_of_turn_token(built):
-    from kotune.generation import generate_answers, generation_kwargs
+    from kotune.inference.adapter import export_settings
+    from kotune.inference.engine import Engine
     from kotune.inference.loading import load_model
     from kotune.modeling.manifest import base_location, read_manifest
 
     tokenizer = built.tokenizer
     builder = built.builder()
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    gen = replace(built.cfg.persona.generation, max_new_tokens=12)
-    kwargs = generation_kwargs(gen, tokenizer, ["<|im_start|>"], list(builder.stop_token_ids))
-    assert kwargs["eos_token_id"] == [im_end, tokenizer.eos_token_id]
-
+    assert builder.stop_token_ids == (im_end, tokenizer.eos_token_id)
     model = load_model(
         *base_location(built.base_dir, read_manifest(built.base_dir)),
         quantization="none",
@@ -490,13 +515,21 @@ def test_generation_stops_at_the_end_of_turn_token(built):
     prompt = builder.prompt_ids(CONTEXT)
     answer = tokenizer("옳음이오", add_special_tokens=False)["input_ids"]
     then = tokenizer("하오", add_special_tokens=False)["input_ids"][0]
-    script(model, prompt, answer, im_end, then)
-    ids = list(builder.stop_token_ids)
+    scripted = Scripted(model, [prompt[-1], *answer, im_end, then])
+    settings = export_settings(built.cfg, read_manifest(built.base_dir), [])  # no stop strings
+
+    def answer_with(settings) -> str:
+        engine = Engine(scripted, tokenizer, settings, slots=1)
+        try:
+            prompt_ids = engine.prompt(CONTEXT, 12)
+            return engine.answer(prompt_ids, engine.params(max_new_tokens=12)).text
+        finally:
+            engine.close()
+
     # no stop strings: the end-of-turn id alone ends the answer
-    assert generate_answers(model, tokenizer, [prompt], gen, [], ids, 1) == ["옳음이오"]
+    assert answer_with(settings) == "옳음이오"
     # with eos alone (what a base model's config says) it would run on into the next turn
-    ran_on = generate_answers(model, tokenizer, [prompt], gen, [], [tokenizer.eos_token_id], 1)
-    assert ran_on[0].startswith("옳음이오하오")
+    assert answer_with(replace(settings, end_of_turn=None)).startswith("옳음이오하오")
 
 
 def test_the_scratch_model_only_takes_the_koalpaca_format():

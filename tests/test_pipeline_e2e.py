@@ -107,6 +107,7 @@ def test_every_stage_ran_and_wrote_exactly_its_artifacts(project):
         "manifest.json",
         "tokenizer.json",
         "tokenizer_config.json",
+        "vllm_chat_template.jinja",
     ]
     assert sorted(p.name for p in (project / "models/base").iterdir()) == [
         "config.json",
@@ -181,6 +182,7 @@ def test_metric_keys(project):
         "scored",
         "skipped_prompt_too_long",
         "empty_predictions",
+        "invalid_utf8_predictions",
     }
     assert evaluation["scored"] == 6 and evaluation["checkpoint"] == train["best_checkpoint"]
     assert evaluation["eval_loss"] > 0

@@ -1,4 +1,4 @@
-"""The `kotune` command: the pipeline's steps on single files, scoring, and chat."""
+"""The `kotune` command: the pipeline's steps on single files, scoring, chat and serving."""
 
 from __future__ import annotations
 
@@ -107,19 +107,92 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from kotune.chat import ChatSession, run_chat
     from kotune.inference.adapter import load_exported
+    from kotune.inference.engine import Engine
 
     loaded = load_exported(args.adapter, args.quantization, args.device)
-    model, tokenizer, settings = loaded.model, loaded.tokenizer, loaded.settings
-    gen = settings.generation
+    engine = Engine(loaded.model, loaded.tokenizer, loaded.settings, slots=1)
+    changes = {}
     if args.max_new_tokens:
-        gen = replace(gen, max_new_tokens=args.max_new_tokens)
+        changes["max_new_tokens"] = args.max_new_tokens
     if args.sample:
-        gen = replace(gen, do_sample=True)
-    run_chat(ChatSession(model, tokenizer, settings, gen))
+        changes["do_sample"] = True
+    try:
+        return run_chat(ChatSession(engine, engine.params(**changes)))
+    finally:
+        engine.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import socket
+
+    from kotune.inference.adapter import load_exported, read_settings
+
+    api_key = args.api_key or os.environ.get("KOTUNE_API_KEY") or None
+    read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
+    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as error:
+            raise KotuneError(f"--host {args.host} --port {args.port}: {error.strerror}") from None
+
+    import uvicorn
+
+    from kotune.inference.engine import Engine
+    from kotune.inference.slots import fitting_slots
+    from kotune.serving.app import create_app
+    from kotune.serving.engine_backend import EngineBackend
+
+    loaded = load_exported(args.adapter, args.quantization, args.device)
+    context = loaded.model.config.max_position_embeddings
+    if args.context:
+        context = min(context, args.context)
+    slots = args.slots or fitting_slots(
+        loaded.model, context, cap=8 if loaded.device == "cpu" else 32
+    )
+    engine = Engine(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.settings,
+        slots=slots,
+        context=context,
+        compile=args.compile,
+        buckets=[1, 2, 4, 8, 16, 32] if args.compile else None,
+    )
+    model_id = args.model_name or loaded.settings.persona
+    created = int(Path(args.adapter, "kotune.json").stat().st_mtime)
+    app = create_app(EngineBackend(engine, model_id, created), api_key=api_key)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print(
+        f"kotune serve: '{model_id}' ({loaded.settings.base.name}, {loaded.quantization}, "
+        f"{loaded.device}, {slots} answers at once, context {engine.context}) on "
+        f"http://{args.host}:{args.port}/v1" + (" (API key required)" if api_key else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from kotune.files import atomic_dir
+    from kotune.inference.adapter import read_settings
+    from kotune.inference.vllm import merge_adapter
+
+    read_settings(args.adapter)  # a wrong folder fails before the heavy imports
+    if args.output.exists():
+        raise KotuneError(f"-o {args.output}: already exists (kotune merge writes a new folder)")
+    with atomic_dir(args.output) as tmp:  # no half-written folder if it fails
+        settings = merge_adapter(args.adapter, tmp, args.dtype)
+    print(
+        f"merged {args.adapter} into {settings.base.name} → {args.output}; serve it with: "
+        f"vllm serve {args.output} --served-model-name {settings.persona}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -241,11 +314,21 @@ def cmd_selfinstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kotune.config import CHAT_QUANTIZATIONS, FORMAT_NAMES
 
     parser = argparse.ArgumentParser(
-        prog="kotune", description="Korean persona chatbots: data steps, scoring and chat."
+        prog="kotune", description="Korean persona chatbots: data steps, scoring, chat, serving."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -290,9 +373,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
     p.add_argument("--quantization", choices=CHAT_QUANTIZATIONS, help="override the profile's")
     p.add_argument("--device", choices=["cpu", "cuda"])
-    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--max-new-tokens", type=positive_int, help="the answer's token limit")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.set_defaults(run=cmd_chat)
+
+    p = sub.add_parser("serve", help="serve an exported adapter: OpenAI-compatible HTTP API")
+    p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--api-key",
+        help="require `Authorization: Bearer KEY` (default: $KOTUNE_API_KEY, else none)",
+    )
+    p.add_argument("--model-name", help="the model id clients ask for (default: the persona)")
+    p.add_argument(
+        "--slots",
+        type=positive_int,
+        help="answers generated at once (default: 8 on the CPU, "
+        "on a GPU as many as half its free memory holds, at most 32)",
+    )
+    p.add_argument(
+        "--context",
+        type=positive_int,
+        help="tokens per answer, prompt included (default: the model's maximum)",
+    )
+    p.add_argument("--quantization", choices=["none", "nf4", "int8"], help="override the profile's")
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decode step (CUDA graphs on a GPU): faster tokens, a minute to start",
+    )
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser(
+        "merge", help="the adapter merged into its base: a model folder vLLM serves without LoRA"
+    )
+    p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
+    p.add_argument("-o", "--output", type=Path, required=True, help="a new folder")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 (the CPU's)"
+    )
+    p.set_defaults(run=cmd_merge)
 
     p = sub.add_parser("fit", help="estimate training memory for a model × GPU profile choice")
     p.add_argument(

@@ -1,8 +1,10 @@
-"""The export step: a self-contained adapter folder that `kotune chat` loads alone.
+"""The export step: a self-contained adapter folder that `kotune chat` and `kotune serve` load
+alone, and vLLM too where it supports the architecture.
 
 models/adapter/: adapter_model.safetensors, adapter_config.json, the tokenizer (with its chat
 template), kotune.json (base and revision or bundled path, prompt format and end-of-turn token,
-persona, stops, generation), README.md (the model card) and manifest.json (sha256 of every
+persona, stops, generation), vllm_chat_template.jinja (the persona's prompt for vLLM),
+README.md (the model card, with the serving commands) and manifest.json (sha256 of every
 file, the base's fingerprint, data hashes). A scratch base is bundled under base/ since no hub
 holds it. No field records when or where it was made (nor a git commit: the commit that records
 this folder's hash in dvc.lock is made after it, and that dvc.lock is its provenance), so a
@@ -26,8 +28,30 @@ from kotune.inference.adapter import (
     write_settings,
 )
 from kotune.inference.loading import load_tokenizer
+from kotune.inference.vllm import TEMPLATE_FILE, persona_template, vllm_command, vllm_problems
 from kotune.modeling.manifest import MANIFEST, base_location, read_manifest
 from kotune.prompting import config_prompt_builder
+
+
+def serving_notes(cfg: Config, settings: AdapterSettings, vllm: list[str]) -> str:
+    """The card's serving section: kotune serve, and vLLM (or why not, and what instead)."""
+    if vllm:
+        outside = (
+            f"vLLM cannot load this adapter as LoRA: {'; '.join(vllm)}. Merge it into its base "
+            f"and serve the merged folder:\n\n```\nkotune merge --adapter models/adapter -o "
+            f"models/merged\nvllm serve models/merged --served-model-name {settings.persona}\n```"
+        )
+    else:
+        command = vllm_command(settings, "models/adapter", cfg.train.lora.r)
+        outside = f"With vLLM (the persona's prompt in `{TEMPLATE_FILE}`):\n\n```\n{command}\n```"
+    return f"""## Serve
+
+```
+kotune serve --adapter models/adapter    # OpenAI-compatible API, model id `{settings.persona}`
+```
+
+{outside}
+"""
 
 
 def model_card(cfg: Config, settings: AdapterSettings, metrics: dict[str, dict[str, Any]]) -> str:
@@ -83,6 +107,13 @@ Format `{settings.prompt_format}`{end_of_turn}; generation stops at {", ".join(r
 """
 
 
+def vllm_files(out_dir: Path, cfg: Config, settings: AdapterSettings, tokenizer: Any) -> list[str]:
+    """The persona's chat template for vLLM beside the adapter; returns why vLLM's LoRA loader
+    would refuse the adapter ([] when it accepts it)."""
+    (out_dir / TEMPLATE_FILE).write_text(persona_template(settings, tokenizer), encoding="utf-8")
+    return vllm_problems(out_dir, cfg.model.family)
+
+
 def export_adapter(
     cfg: Config,
     checkpoint_dir: Path,
@@ -109,7 +140,9 @@ def export_adapter(
         tokenizer.save_pretrained(out_dir)
     settings = export_settings(cfg, base_manifest, builder.stop_patterns(cfg.persona.stop_patterns))
     write_settings(out_dir, settings)
-    (out_dir / "README.md").write_text(model_card(cfg, settings, metrics), encoding="utf-8")
+    vllm = vllm_files(out_dir, cfg, settings, tokenizer)
+    card = model_card(cfg, settings, metrics) + "\n" + serving_notes(cfg, settings, vllm)
+    (out_dir / "README.md").write_text(card, encoding="utf-8")
     manifest = {
         "files": sha256_tree(out_dir),
         "best_checkpoint": checkpoint_dir.name,

@@ -184,11 +184,15 @@ class LoadedAdapter:
 
 
 def load_exported(
-    adapter_dir: str | Path, quantization: str | None = None, device: str | None = None
+    adapter_dir: str | Path,
+    quantization: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> LoadedAdapter:
-    """Base + adapter from an exported folder alone, as its GPU profile chats (quantization and
-    device can be overridden). The folder's files are checked against its manifest first, before
-    the heavy imports. An unquantized base gets the adapter merged in."""
+    """Base + adapter from an exported folder alone, as its GPU profile chats (quantization,
+    device and compute dtype can be overridden; float32 on the CPU by default). The folder's
+    files are checked against its manifest first, before the heavy imports. An unquantized base
+    gets the adapter merged in."""
     adapter_dir = Path(adapter_dir)
     settings = open_adapter(adapter_dir)  # before the heavy imports
     import torch
@@ -202,7 +206,7 @@ def load_exported(
     quantization = quantization or settings.chat_quantization
     if device == "cpu" and quantization == "int8":
         raise KotuneError("int8 (LLM.int8) needs a CUDA device; use nf4 or none on the CPU")
-    dtype = settings.compute_dtype if device == "cuda" else "float32"
+    dtype = dtype or (settings.compute_dtype if device == "cuda" else "float32")
     location, revision = settings.base.reference.location(adapter_dir)
     tokenizer = load_tokenizer(str(adapter_dir))
     try:

@@ -1,1 +1,2 @@
-"""`kotune serve`: the web chat app, its accounts and store, and the model backends it talks to."""
+"""`kotune serve`: the OpenAI-compatible API, the web chat app with its accounts and store, and
+the model backends they talk to."""

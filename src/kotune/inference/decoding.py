@@ -1,0 +1,152 @@
+"""From logits to shown text, one token at a time: per-answer sampling settings, the choice of
+the next token for a batch of answers, UTF-8-safe detokenization, and the shown answer (stop
+patterns never shown, whitespace trimmed at both ends even while streaming)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kotune.config import GenerationConfig
+from kotune.prompting import StopFilter
+
+REPLACEMENT = "\ufffd"  # what a decoder shows for bytes that are not (yet) a whole character
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one answer is generated. Greedy unless `do_sample`; `seed` makes sampling repeatable
+    (each answer has its own random generator, whatever else is in the batch)."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # more stop strings, besides the adapter's own
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+
+    @classmethod
+    def from_generation(cls, gen: GenerationConfig, **changes: Any) -> SamplingParams:
+        """The persona's generation settings (kotune.json), with per-request changes."""
+        params = cls(
+            max_new_tokens=gen.max_new_tokens,
+            do_sample=gen.do_sample,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            repetition_penalty=gen.repetition_penalty,
+        )
+        return replace(params, **changes)
+
+
+def make_generator(seed: int | None, device: Any) -> Any:
+    """A random generator for one answer: seeded, or from the OS when no seed is given."""
+    import torch
+
+    generator = torch.Generator(device=device)
+    generator.manual_seed(
+        seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+    )
+    return generator
+
+
+def choose_tokens(
+    logits: Any, seen: Any, params: list[SamplingParams], generators: list[Any]
+) -> list[int]:
+    """The next token of each row: `logits` [rows, vocab] of the last position, `seen` [rows,
+    vocab] bool marking the prompt's and the answer's tokens. Each row's logit bias is added,
+    then the repetition penalty as transformers applies it (logits of seen tokens divided by the
+    penalty, or multiplied when negative), then greedy (argmax) or sampling with temperature and
+    top-p."""
+    import torch
+
+    logits = logits.float()
+    for row, p in enumerate(params):
+        if p.logit_bias:
+            ids = torch.tensor([i for i, _ in p.logit_bias], device=logits.device)
+            logits[row, ids] += torch.tensor([b for _, b in p.logit_bias], device=logits.device)
+    penalties = [p.repetition_penalty for p in params]
+    if any(p != 1.0 for p in penalties):
+        penalty = torch.tensor(penalties, device=logits.device)[:, None]
+        penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+        logits = torch.where(seen, penalised, logits)
+    chosen = logits.argmax(dim=-1)
+    for row, (p, generator) in enumerate(zip(params, generators, strict=True)):
+        if not p.do_sample:
+            continue
+        probs = torch.softmax(logits[row] / p.temperature, dim=-1)
+        if p.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            before = sorted_probs.cumsum(0) - sorted_probs  # mass of the tokens ranked above
+            sorted_probs = torch.where(before < p.top_p, sorted_probs, 0.0)  # keeps the first
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        chosen[row] = torch.multinomial(probs, 1, generator=generator)[0]
+    return chosen.tolist()
+
+
+class Detokenizer:
+    """Token ids to text as they come, never splitting a character: byte-level BPE tokens can
+    end inside a Hangul syllable (3 bytes in UTF-8), so text is released only once the decoded
+    window no longer ends in U+FFFD. A few earlier tokens are decoded along as context (the
+    prefix), so tokenizers that treat a leading space specially decode as they do in a whole."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0  # start of the context window
+        self.read = 0  # end of what was released
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def feed(self, token_id: int) -> str:
+        """Add one token; return the text it completes ('' while a character is unfinished)."""
+        self.ids.append(token_id)
+        before = self._decode(self.ids[self.prefix : self.read])
+        text = self._decode(self.ids[self.prefix :])
+        if len(text) > len(before) and not text.endswith(REPLACEMENT):
+            self.prefix, self.read = self.read, len(self.ids)
+            return text[len(before) :]
+        return ""
+
+    def finish(self) -> str:
+        """The rest at the end: bytes that never became a whole character (an answer cut by
+        its token limit mid-syllable) are dropped, not shown as U+FFFD."""
+        before = self._decode(self.ids[self.prefix : self.read])
+        text = self._decode(self.ids[self.prefix :])
+        self.prefix = self.read = len(self.ids)
+        return text[len(before) :].rstrip(REPLACEMENT)
+
+
+class AnswerText:
+    """The answer as shown, streamed: leading whitespace dropped, a stop pattern never shown
+    (even split across pieces), trailing whitespace held back until more text follows. The
+    pieces joined are exactly the whole answer."""
+
+    def __init__(self, stop_patterns: list[str] | tuple[str, ...]) -> None:
+        self.filter = StopFilter(list(stop_patterns))
+        self.started = False
+        self.spaces = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self.filter.stopped
+
+    def feed(self, text: str) -> str:
+        return self._shape(self.filter.feed(text))
+
+    def finish(self) -> str:
+        return self._shape(self.filter.finish())
+
+    def _shape(self, shown: str) -> str:
+        if not self.started:
+            shown = shown.lstrip()
+            if not shown:
+                return ""
+            self.started = True
+        text = self.spaces + shown
+        body = text.rstrip()
+        self.spaces = text[len(body) :]
+        return body

@@ -1,0 +1,99 @@
+"""`kotune serve`'s web application: a factory that takes the backend (the engine in this
+process) and settings, and returns the FastAPI app with /health and the OpenAI-compatible /v1
+API. More routers (the web page, accounts) are added by passing them in or with
+`app.include_router`; they reach the backend as `request.app.state.backend`.
+
+Every request is logged as one line: method, path, status, tokens and latency, never message
+content (it can hold personal data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+
+from kotune import __version__
+from kotune.serving.engine_backend import EngineBackend
+from kotune.serving.errors import install_error_handlers
+from kotune.serving.openai_api import build_router
+
+log = logging.getLogger("kotune.serve")
+
+
+class RequestLog:
+    """ASGI middleware: one log line per request once its response has been sent (streamed
+    responses included). Token counts come from `request.state` (set by the routes)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_and_watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            state = scope.get("state", {})
+            tokens = ""
+            if "prompt_tokens" in state:
+                tokens = (
+                    f" prompt_tokens={state['prompt_tokens']}"
+                    f" completion_tokens={state.get('completion_tokens', 0)}"
+                )
+            error = f" error={state['error_code']}" if state.get("error_code") else ""
+            log.info(
+                "%s %s %s%s%s %.0fms",
+                scope["method"],
+                scope["path"],
+                status["code"] or 499,
+                tokens,
+                error,
+                1000 * (time.perf_counter() - start),
+            )
+
+
+def create_app(
+    backend: EngineBackend, *, api_key: str | None = None, routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The app serving `backend`. `api_key`: required as `Authorization: Bearer KEY` on /v1
+    (None: open). The backend is closed when the app shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        backend.close()
+
+    app = FastAPI(
+        title="kotune",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.backend = backend
+    app.state.api_key = api_key
+    install_error_handlers(app)
+    app.add_middleware(RequestLog)
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        return {"status": "ok", "model": backend.model_id, **backend.load()}
+
+    app.include_router(build_router())
+    for router in routers:
+        app.include_router(router)
+    return app
