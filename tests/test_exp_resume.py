@@ -38,14 +38,33 @@ SECOND = [*FIRST, "train.lr=0.005", "train.max_steps=6"]
 HOLD = """
 import os, sys
 if os.environ.get("KOTUNE_TEST_HOLD") and sys.argv[0].endswith("stages/train.py"):
-    import signal, time, transformers
+    import importlib.abc, importlib.machinery, signal, time
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    step = transformers.Trainer.training_step
-    def held(self, *args, **kwargs):
-        if self.state.global_step >= 2:
-            time.sleep(300)
-        return step(self, *args, **kwargs)
-    transformers.Trainer.training_step = held
+
+    def hold(module):
+        step = module.Trainer.training_step
+        def held(self, *args, **kwargs):
+            if self.state.global_step >= 2:
+                time.sleep(300)
+            return step(self, *args, **kwargs)
+        module.Trainer.training_step = held
+
+    class AfterImport(importlib.abc.MetaPathFinder):
+        # the Trainer is patched when the stage imports it: torch must load after the stage
+        # pins the CPU math, so nothing here imports it
+        def find_spec(self, name, path, target=None):
+            if name != "transformers.trainer":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            run = spec.loader.exec_module
+            def exec_module(module):
+                run(module)
+                hold(module)
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, AfterImport())
 """
 STOPPED = (
     "train: stopped at step 2; run the same dvc exp run (same -S options) again to continue "
