@@ -66,11 +66,13 @@ class Batcher:
         self.condition = threading.Condition()
         self.closed = False
         self.counts = {"finished": 0, "cancelled": 0, "failed": 0}  # answers since the start
-        self.seen: Any = None  # [slots, vocab] bool: tokens of each row's prompt and answer
-        self.forward_decode = self._decode_forward
+        from kotune.inference.decode_step import StepBuffers
         from kotune.inference.slots import SlotCache
 
         self.cache = SlotCache(model, slots, context)
+        self.buffers = StepBuffers(self.cache, output_vocab(model), self.pad_id)
+        self.decode_function = self._decode_forward  # eager: (state, seen, bias, penalty, cache)
+        self.forward_decode = self.compiled = self._decode_forward  # what a step calls
         self.compile = compile
         self.ready = threading.Event()  # set once the loop runs (compiled graphs warm)
         self.thread = threading.Thread(target=self._run, name="kotune-batcher", daemon=True)
@@ -93,7 +95,7 @@ class Batcher:
                 "running": len(self.rows),
                 "waiting": len(self.pending),
                 "slots": self.slots,
-                "compiled": self.forward_decode is not self._decode_forward,
+                "compiled": self.compiled is not self._decode_forward,
                 **self.counts,
             }
 
@@ -187,8 +189,11 @@ class Batcher:
             )
             self.rows.append(row)
             rows.append(row)
-        self._mark_prompts(rows, logits.shape[-1])
-        self._choose(rows, logits)
+            params = request.params
+            self.buffers.start(
+                slot, request.prompt_ids, params.repetition_penalty, params.logit_bias
+            )
+        self._choose_first(rows, logits)
 
     def _prefill(self, prompts: list[list[int]]) -> Any:
         """One forward over the joiners' prompts, written left-padded into their slots at
@@ -219,25 +224,29 @@ class Batcher:
         return output.logits[:, -1]
 
     def _step(self) -> None:
-        """One decode step for every running row."""
-        import torch
+        """One decode step for every running row: their inputs to the device in one copy, the
+        step (compiled: a CUDA graph replay on a GPU), the chosen ids back in one."""
+        from kotune.inference.decoding import pick_tokens
 
         rows = self.rows
         if self.cache.t >= self.context:  # the shared position reached the end: shift left
             self._shift(max(r.length for r in rows))
         count = len(rows)
         width = self._bucket(count)
-        ids = torch.full((width, 1), self.pad_id, dtype=torch.long)
-        positions = torch.zeros((width, 1), dtype=torch.long)
-        for row in rows:
-            ids[row.slot, 0] = row.next_token
-            positions[row.slot, 0] = row.length
-        self.cache.decode_position.fill_(self.cache.t)
-        mask = self.cache.decode_mask([r.start for r in rows], width)
+        self.buffers.load(
+            [r.next_token for r in rows],
+            [r.length for r in rows],
+            [r.start for r in rows],
+            width,
+        )
         try:
-            logits = self.forward_decode(
-                ids.to(self.device), positions.to(self.device), mask, self.cache.decode_view(width)
-            )[:count]
+            logits, greedy = self.forward_decode(*self.buffers.args(width))
+            tokens = pick_tokens(
+                logits[:count],
+                greedy[:count],
+                [r.request.params for r in rows],
+                [r.generator for r in rows],
+            )
         except Exception as error:  # noqa: BLE001 - any failure reaches the callers
             for row in list(rows):
                 self._remove(row)
@@ -246,38 +255,40 @@ class Batcher:
         self.cache.t += 1
         for row in rows:
             row.length += 1
-        self._choose(list(rows), logits)
+        for row, token in zip(list(rows), tokens, strict=True):
+            self._accept(row, token)
 
-    def _decode_forward(self, ids: Any, positions: Any, mask: Any, cache: Any) -> Any:
+    def _decode_forward(self, state: Any, seen: Any, bias: Any, penalty: Any, cache: Any) -> Any:
+        """The decode step on the device (kotune.inference.decode_step): marks the fed tokens
+        seen, builds the mask, runs the model, returns (adjusted logits, greedy ids)."""
+        from kotune.inference.decoding import adjust_logits
+        from kotune.inference.slots import decode_mask
+
+        ids, positions, first, t = state[0], state[1], state[2], state[3, :1]
+        self.cache.decode_position.copy_(t)
+        seen.scatter_(1, ids[:, None], True)  # the token fed is part of its answer now
         output = self.model(
-            input_ids=ids,
-            position_ids=positions,
-            attention_mask=mask,
+            input_ids=ids[:, None],
+            position_ids=positions[:, None],
+            attention_mask=decode_mask(first, t, self.cache.context, self.cache.dtype),
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
-        return output.logits[:, -1]
+        logits = adjust_logits(output.logits[:, -1], seen, bias, penalty)
+        return logits, logits.argmax(dim=-1)
 
     # ------------------------------------------------------------------ rows
 
-    def _mark_prompts(self, rows: list[Row], vocab: int) -> None:
-        import torch
+    def _choose_first(self, rows: list[Row], logits: Any) -> None:
+        """The joiners' first tokens from their prefill's logits (rows in consecutive slots)."""
+        from kotune.inference.decoding import adjust_logits, pick_tokens
 
-        if self.seen is None or self.seen.shape[1] != vocab:
-            self.seen = torch.zeros((self.slots, vocab), dtype=torch.bool, device=self.device)
-        for row in rows:
-            self.seen[row.slot] = False
-            ids = torch.tensor(row.request.prompt_ids, device=self.device)
-            self.seen[row.slot, ids[ids < vocab]] = True
-
-    def _choose(self, rows: list[Row], logits: Any) -> None:
-        from kotune.inference.decoding import choose_tokens
-
-        slots = [r.slot for r in rows]
-        tokens = choose_tokens(
+        lo = rows[0].slot
+        logits = adjust_logits(logits, *self.buffers.rows(lo, lo + len(rows)))
+        tokens = pick_tokens(
             logits,
-            self.seen[slots],
+            logits.argmax(dim=-1),
             [r.request.params for r in rows],
             [r.generator for r in rows],
         )
@@ -297,8 +308,7 @@ class Batcher:
         elif row.generated >= row.request.params.max_new_tokens or row.length >= self.context:
             self._finish(row, "length")
         else:
-            row.next_token = token
-            self.seen[row.slot, token] = True
+            row.next_token = token  # marked seen when the step feeds it
 
     def _fail(self, request: Request, error: Exception) -> None:
         self.counts["failed"] += 1
@@ -318,8 +328,7 @@ class Batcher:
             last = self.rows[-1]
             if last is not row:
                 self.cache.move(last.slot, row.slot, last.start)
-                if self.seen is not None:
-                    self.seen[row.slot] = self.seen[last.slot]
+                self.buffers.move(last.slot, row.slot)
                 last.slot = row.slot
                 self.rows[row.slot] = last
             self.rows.pop()
@@ -340,15 +349,15 @@ class Batcher:
     # ------------------------------------------------------------------ compiled decode
 
     def _compile(self) -> None:
-        """The compiled decode step, warm for every bucket (kotune.inference.slots); if
+        """The compiled decode step, warm for every bucket (kotune.inference.decode_step); if
         compiling fails, eager decoding goes on (a line on stderr says so)."""
         import sys
 
-        from kotune.inference.slots import compile_decode
+        from kotune.inference.decode_step import compile_decode
 
         try:
-            self.forward_decode = compile_decode(
-                self._decode_forward, self.cache, self.buckets or [], self.pad_id
+            self.forward_decode, self.compiled = compile_decode(
+                self._decode_forward, self.buffers, self.buckets or []
             )
         except Exception as error:  # noqa: BLE001 - serving eagerly beats not serving
             print(
@@ -356,4 +365,15 @@ class Batcher:
                 "decoding eagerly",
                 file=sys.stderr,
             )
+            self.forward_decode = self.compiled = self._decode_forward
             self.buckets = None
+
+    def decode_args(self, width: int) -> tuple[Any, ...]:
+        """The decode function's inputs for `width` rows (its static buffers)."""
+        return self.buffers.args(width)
+
+
+def output_vocab(model: Any) -> int:
+    """How many logits the model gives per position."""
+    head = model.get_output_embeddings()
+    return getattr(head, "out_features", None) or model.config.vocab_size

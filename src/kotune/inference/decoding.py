@@ -52,27 +52,31 @@ def make_generator(seed: int | None, device: Any) -> Any:
     return generator
 
 
-def choose_tokens(
-    logits: Any, seen: Any, params: list[SamplingParams], generators: list[Any]
-) -> list[int]:
-    """The next token of each row: `logits` [rows, vocab] of the last position, `seen` [rows,
-    vocab] bool marking the prompt's and the answer's tokens. Each row's logit bias is added,
-    then the repetition penalty as transformers applies it (logits of seen tokens divided by the
-    penalty, or multiplied when negative), then greedy (argmax) or sampling with temperature and
-    top-p."""
+def adjust_logits(logits: Any, seen: Any, bias: Any, penalty: Any) -> Any:
+    """The logits a choice is made from: `logits` [rows, vocab] of the last position as float,
+    plus each row's logit bias (`bias` [rows, vocab], zero where none), then the repetition
+    penalty as transformers applies it (logits of `seen` tokens divided by the row's `penalty`,
+    or multiplied when negative; a penalty of 1 changes nothing). Pure tensor arithmetic: the
+    compiled decode step runs it inside its graph."""
     import torch
 
-    logits = logits.float()
-    for row, p in enumerate(params):
-        if p.logit_bias:
-            ids = torch.tensor([i for i, _ in p.logit_bias], device=logits.device)
-            logits[row, ids] += torch.tensor([b for _, b in p.logit_bias], device=logits.device)
-    penalties = [p.repetition_penalty for p in params]
-    if any(p != 1.0 for p in penalties):
-        penalty = torch.tensor(penalties, device=logits.device)[:, None]
-        penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-        logits = torch.where(seen, penalised, logits)
-    chosen = logits.argmax(dim=-1)
+    logits = logits.float() + bias
+    factor = penalty[:, None]
+    penalised = torch.where(logits < 0, logits * factor, logits / factor)
+    return torch.where(seen, penalised, logits)
+
+
+def pick_tokens(
+    logits: Any, greedy: Any, params: list[SamplingParams], generators: list[Any]
+) -> list[int]:
+    """The next token of each row from adjusted `logits` [rows, vocab]: the greedy choice
+    (`greedy` [rows], the argmax) unless the row samples, with temperature and top-p and its
+    own generator. One transfer to the host."""
+    import torch
+
+    if not any(p.do_sample for p in params):
+        return greedy.tolist()
+    chosen = greedy.clone()
     for row, (p, generator) in enumerate(zip(params, generators, strict=True)):
         if not p.do_sample:
             continue

@@ -116,7 +116,8 @@ def fitting_slots(model: Any, context: int, cap: int = 32, share: float = 0.5) -
 
 class SlotCache:
     """The preallocated keys/values of `slots` rows × `context` positions, and the shared
-    write position `t` (host-side int; the device copy is `decode_position`)."""
+    write position `t` (host-side int; the device copy is `decode_position`, in
+    `decode_state`)."""
 
     def __init__(self, model: Any, slots: int, context: int) -> None:
         import torch
@@ -133,6 +134,10 @@ class SlotCache:
             )
         self.dtype = self.keys[0].dtype
         self.t = 0
+        # the decode step's inputs per slot, one host-to-device copy a step: [0] the token fed,
+        # [1] its position id, [2] the first cache position the row sees; [3, 0] is t (the
+        # step copies it into decode_position, where the cache layers write: no aliased inputs)
+        self.decode_state = torch.zeros((4, slots), dtype=torch.long, device=self.device)
         self.decode_position = torch.zeros(1, dtype=torch.long, device=self.device)
         self.decode_cursor = Cursor(self.decode_position)
         self._decode_views: dict[int, Any] = {}
@@ -141,7 +146,7 @@ class SlotCache:
         """Tell torch.compile that the buffers never move (CUDA graphs replay them in place)."""
         import torch
 
-        for tensor in (*self.keys, *self.values, self.decode_position):
+        for tensor in (*self.keys, *self.values, self.decode_state, self.decode_position):
             torch._dynamo.mark_static_address(tensor)
         for cache in self._decode_views.values():
             for layer in cache.layers:
@@ -197,19 +202,6 @@ class SlotCache:
         allowed = torch.where(padding[:, :, None], itself, allowed)
         return self.additive(allowed[:, None])
 
-    def decode_mask(self, starts: list[int], rows: int) -> Any:
-        """[rows, 1, 1, context] additive mask: slot i sees [starts[i], t]; slots past
-        len(starts) (bucket padding) see only position t."""
-        import torch
-
-        device = self.device
-        keys = torch.arange(self.context, device=device)
-        first = torch.full((rows,), self.t, dtype=torch.long, device=device)
-        if starts:
-            first[: len(starts)] = torch.tensor(starts, device=device)
-        allowed = (keys[None, :] >= first[:, None]) & (keys[None, :] <= self.t)
-        return self.additive(allowed[:, None, None])
-
     def additive(self, allowed: Any) -> Any:
         import torch
 
@@ -218,24 +210,12 @@ class SlotCache:
         return torch.where(allowed, zero, blocked)
 
 
-def compile_decode(decode: Any, cache: SlotCache, widths: list[int], pad_id: int) -> Any:
-    """`decode(ids, positions, mask, cache_view)` through torch.compile (CUDA graphs on a GPU:
-    "reduce-overhead"), warmed up now for every width of running rows so that no request waits
-    for compilation: the first width compiles for its shape, the second for any (automatic
-    dynamic shapes); a CUDA graph is recorded per width. The cache's buffers are marked static
-    (the graphs read and write them in place). Call it from the thread that will decode."""
+def decode_mask(first: Any, t: Any, context: int, dtype: Any) -> Any:
+    """[rows, 1, 1, context] additive mask of the decode step: row i sees cache positions
+    [first[i], t] (`first` [rows], `t` [1]: device tensors, so the compiled step builds it)."""
     import torch
 
-    mode = "reduce-overhead" if cache.device.type == "cuda" else None
-    compiled = torch.compile(decode, mode=mode)
-    for width in widths:
-        cache.decode_view(width)
-    cache.mark_static()
-    with torch.inference_mode():
-        for width in widths:
-            for _ in range(3):  # compile, record the graph, replay
-                ids = torch.full((width, 1), pad_id, dtype=torch.long, device=cache.device)
-                positions = torch.zeros((width, 1), dtype=torch.long, device=cache.device)
-                cache.decode_position.fill_(cache.t)
-                compiled(ids, positions, cache.decode_mask([], width), cache.decode_view(width))
-    return compiled
+    keys = torch.arange(context, device=first.device)
+    allowed = (keys[None, :] >= first[:, None]) & (keys[None, :] <= t)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=first.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None, None]
