@@ -31,7 +31,12 @@ def main(cfg: Config, out: Path, cache: Path, metrics: Path) -> None:
         return
     api_key = resolve_api_key(gen.teacher.api_key_env, required=False)
     run = generate_files(gen, out, cache, metrics, api_key)
-    print(f"generate: {len(run.kept)} records from {run.requests} requests; {run.stopped}")
+    teacher = run.teacher
+    asked = f"{teacher.calls} HTTP calls, {teacher.retries} retries" if teacher else "no server"
+    print(
+        f"generate: {len(run.kept)} records from {run.requests} requests ({run.replayed} answers "
+        f"from {cache}, {asked}); stopped at {run.stopped}"
+    )
 
 
 if __name__ == "__main__":
