@@ -6,11 +6,14 @@ The whole chain to the adapter runs from generated data, alone or added to the s
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from scripted_teacher import ScriptedTeacher
-from test_pipeline_e2e import copy_project, sh
+from test_pipeline_e2e import copy_project, env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +117,56 @@ def test_the_menu_persona_runs_to_the_adapter_from_generated_data(tmp_path):
         shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
         workspace = next(iter(shown.values()))["data"]
         assert workspace["metrics/generate.json"]["data"]["kept"] == GENERATED
+
+
+def test_a_killed_generate_stage_resumes_under_dvc_exp_run(tmp_path):
+    """`dvc exp run` resets the stage's outputs before it runs it again (the cache of a killed
+    run would be lost): the answers kept in data/generated/unfinished come back from there."""
+    import psutil
+
+    repo = copy_project(tmp_path / "kotune")
+    cache = repo / "data/generated/cache"
+    with ScriptedTeacher(delay_s=0.5) as teacher:
+        overrides = [
+            "persona=menu",
+            "persona.generate.enabled=true",
+            f"persona.generate.teacher.base_url={teacher.base_url}",
+            f"persona.generate.teacher.model={teacher.model}",
+            "persona.generate.n=500",
+            "persona.generate.round_size=2",
+            "persona.generate.concurrency=1",
+        ]
+        args = ["dvc", "exp", "run", "generate", *[a for o in overrides for a in ("-S", o)]]
+        dvc = subprocess.Popen(args, cwd=repo, env=env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while len(list(cache.glob("*/*.json"))) < 3:
+                assert dvc.poll() is None and time.monotonic() < deadline, "no answers cached"
+                time.sleep(0.1)
+            (stage,) = [
+                child
+                for child in psutil.Process(dvc.pid).children(recursive=True)
+                if "stages/generate.py" in " ".join(child.cmdline())
+            ]
+            stage.kill()  # as a crash or `kill -9` leaves it: no clean-up runs
+            assert dvc.wait(timeout=120) != 0
+        finally:
+            if dvc.poll() is None:
+                dvc.kill()
+        answered = len(teacher.requests)
+    kept = len(list((repo / "data/generated/unfinished").glob("*/*.json")))
+    assert kept >= 3
+
+    with ScriptedTeacher() as teacher:  # the same model elsewhere: same requests, same answers
+        overrides[2] = f"persona.generate.teacher.base_url={teacher.base_url}"
+        overrides[4] = "persona.generate.n=12"
+        run = sh("dvc", "exp", "run", "generate", *[a for o in overrides for a in ("-S", o)],
+                 cwd=repo)  # fmt: skip
+        asked = len(teacher.requests)
+    replayed = int(re.search(r"\((\d+) answers from data/generated/cache", run.stdout)[1])
+    assert replayed == min(kept, metrics(repo, "generate")["requests"]) > 0
+    assert asked == metrics(repo, "generate")["requests"] - replayed
+    assert answered >= kept and not (repo / "data/generated/unfinished").exists()
+    assert len(list(cache.glob("*/*.json"))) >= kept  # those this run did not need as well
+    assert metrics(repo, "generate")["kept"] == 12

@@ -6,14 +6,15 @@ again. Files are written atomically: a run killed at any point leaves only whole
 
 `keep`: a second folder every answer is also written to, outside DVC's outputs. `dvc exp run`
 checks its outputs out as dvc.lock recorded them before it runs a stage, which would remove the
-answers of a stopped run from the cache; they come back from `keep` when asked for, and the
-folder goes once a run finishes (DVC records the cache from then on).
+answers of a stopped run from the cache; they come back from `keep` when asked for, and once a
+run finishes the rest join the cache and the folder goes (DVC records the cache from then on).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,16 @@ class ResponseCache:
         return entry
 
     def drop_kept(self) -> None:
-        """The run finished: every answer is in the cache, which DVC records."""
-        if self.keep is not None:
-            shutil.rmtree(self.keep, ignore_errors=True)
+        """The run finished: answers it did not need (a stopped run that had gone further) join
+        the cache too, which DVC records from now on; the folder goes."""
+        if self.keep is None or not self.keep.is_dir():
+            return
+        for kept in sorted(self.keep.glob("*/*.json")):
+            target = self.root / kept.parent.name / kept.name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(kept, target)
+        shutil.rmtree(self.keep, ignore_errors=True)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*/*.json"))
