@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -101,20 +102,42 @@ def test_a_teacher_process_gives_valid_records_and_a_replay_without_it(
 SERVED = re.compile(r"POST /v1/chat/completions (\d{3}) (.*)$", re.MULTILINE)
 
 
-def test_kotune_serve_as_teacher_agrees_with_the_metrics(request, tmp_path, kiwi):
-    """What `kotune serve` logged is what the metrics count: an answer per request, a
-    context_length_exceeded per shrink (its context holds no 8-example prompt), its tokens."""
+def selfinstruct(tmp_path: Path, base_url: str, key: str) -> subprocess.CompletedProcess:
+    """`kotune selfinstruct` as a user runs it, the key in $TEACHER_KEY."""
+    argv = [KOTUNE, "selfinstruct", "--seeds", str(SEEDS), "--n", "6", "--max-requests", "4"]
+    argv += ["--round-size", "2", "--base-url", base_url, "--model", "mencius"]
+    argv += ["--api-key-env", "TEACHER_KEY", "--max-tokens", "128", "--backoff", "0.05"]
+    argv += ["--metrics", str(tmp_path / "gen.json"), "-o", str(tmp_path / "gen.jsonl")]
+    env = {**os.environ, "TEACHER_KEY": key}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_kotune_selfinstruct_against_kotune_serve_agrees_with_its_log(request, tmp_path):
+    """`kotune selfinstruct` against `kotune serve`: what the server logged is what the metrics
+    count (an answer per request, a context_length_exceeded per shrink: its context holds no
+    8-example prompt, and its tokens); with the server stopped the same command replays the
+    same file from the cache."""
     teacher = kotune_serve(request, tmp_path)
     try:
         assert teacher.model == "mencius"  # the adapter's persona, from GET /v1/models
-        run, metrics = generate(teacher, {"max_tokens": 128}, tmp_path, "a", kiwi, SERVE_KEY)
+        wrong = selfinstruct(tmp_path, teacher.base_url, "not-the-key")
+        first = selfinstruct(tmp_path, teacher.base_url, SERVE_KEY)
     finally:
         teacher.stop()
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert (
+        wrong.stderr.startswith("kotune: error: the teacher at ") and "$TEACHER_KEY" in wrong.stderr
+    )
+    assert first.returncode == 0, first.stderr
+    metrics = json.loads((tmp_path / "gen.json").read_text(encoding="utf-8"))
     served = SERVED.findall((tmp_path / "serve.log").read_text(encoding="utf-8"))
     answered = [rest for status, rest in served if status == "200"]
     too_long = [rest for status, rest in served if status == "400"]
-    assert len(served) == run.teacher.calls and run.teacher.retries == 0
-    assert len(answered) == metrics["requests"] == 4
+    calls = len(answered) + len(too_long)
+    assert (
+        f"(0 answers from {tmp_path / 'gen.cache'}, {calls} HTTP calls, 0 retries)" in first.stderr
+    )
+    assert len(served) == calls and len(answered) == metrics["requests"] == 4
     assert len(too_long) == metrics["prompt_shrinks"] > 0
     assert all("error=context_length_exceeded" in rest for rest in too_long)
     assert metrics["examples_per_prompt"] < 8 and metrics["max_tokens"] == 128
@@ -122,3 +145,11 @@ def test_kotune_serve_as_teacher_agrees_with_the_metrics(request, tmp_path, kiwi
         logged = sum(int(re.search(rf"{key}=(\d+)", rest)[1]) for rest in answered)
         assert logged == metrics[key] > 0
     assert metrics["total_tokens"] == metrics["prompt_tokens"] + metrics["completion_tokens"]
+    assert SERVE_KEY not in (tmp_path / "gen.json").read_text() + first.stderr
+
+    records = (tmp_path / "gen.jsonl").read_bytes()
+    replay = selfinstruct(tmp_path, teacher.base_url, SERVE_KEY)
+    assert replay.returncode == 0, replay.stderr
+    assert "(4 answers from" in replay.stderr and "no server)" in replay.stderr
+    assert (tmp_path / "gen.jsonl").read_bytes() == records
+    assert json.loads((tmp_path / "gen.json").read_text(encoding="utf-8")) == metrics
