@@ -119,3 +119,11 @@ def babbling_adapter(tmp_path_factory, mencius_records) -> Path:
     practically never ends before its token limit (an answer long enough to interrupt)."""
     cfg = tiny_config(base_steps=0, max_position_embeddings=1024)
     return export_tiny_adapter(cfg, mencius_records, tmp_path_factory.mktemp("babbling-adapter"))
+
+
+@pytest.fixture(scope="session")
+def long_context_adapter(tmp_path_factory, mencius_records) -> Path:
+    """tiny_adapter's export with a 4,096-token context (its rotary positions add no weights):
+    room for a self-instruct prompt, ~2,600 of its tokens with 8 menu examples."""
+    cfg = tiny_config(max_position_embeddings=4096)
+    return export_tiny_adapter(cfg, mencius_records, tmp_path_factory.mktemp("long-adapter"))

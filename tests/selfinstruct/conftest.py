@@ -15,6 +15,7 @@ def kiwi():
 
 @pytest.fixture
 def teacher():
-    """A live OpenAI-compatible teacher on 127.0.0.1 (phase 2 adds a `kotune serve` one)."""
+    """A live scripted OpenAI-compatible teacher on 127.0.0.1 (faults, context window and
+    requests seen are scriptable); test_selfinstruct_teachers.py also runs `kotune serve`."""
     with ScriptedTeacher() as server:
         yield server

@@ -5,7 +5,7 @@ a token) that answers 400 context_length_exceeded in OpenAI's or vLLM's shape, a
 checks, slow answers.
 
 The tests only use what every teacher has: `base_url`, `model`, `api_key`, `stop()`. A live
-`kotune serve` (phase 2) is another class with the same four names (see `Teacher`).
+`kotune serve` is a `ProcessTeacher` with the same four names (see `Teacher`).
 """
 
 from __future__ import annotations
@@ -294,9 +294,10 @@ def error(message: str, kind: str, code: str | None) -> dict:
 
 
 class ProcessTeacher:
-    """Any OpenAI-compatible server started as a process: this file's scripted server today,
-    `kotune serve --adapter …` in phase 2. Ready once GET /v1/models answers; the model is the
-    first one listed unless given."""
+    """Any OpenAI-compatible server started as a process: this file's scripted server, or
+    `kotune serve --adapter …`. Ready once GET /v1/models answers (with the key, if any); the
+    model is the first one listed unless given. `log`: a file for its output; `env`: its
+    environment (None: this process's)."""
 
     def __init__(
         self,
@@ -306,13 +307,16 @@ class ProcessTeacher:
         api_key: str | None = None,
         ready_s: float = 180.0,
         log: Any = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         import subprocess
         import urllib.request
 
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self.api_key = api_key
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None)
+        self.process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT if log else None, env=env
+        )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         deadline = time.monotonic() + ready_s
         while True:

@@ -5,6 +5,7 @@ concurrency, the prompt shrinking when the teacher's context is too small."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,3 +190,38 @@ def test_penalties_are_sent_only_when_set(tmp_path, kiwi):
         ):
             run(penalised, tmp_path / "penalised", kiwi)
         assert server.requests[-1]["presence_penalty"] == 2.0
+
+
+def test_a_stopped_runs_answers_survive_their_cache_being_reset(tmp_path, kiwi, teacher):
+    """As under `dvc exp run`, which checks the cache out as dvc.lock had it before the stage
+    runs again: the answers kept in `unfinished` come back; the folder goes once a run ends."""
+    cfg = replace(config(teacher, n=500), teacher=replace(config(teacher).teacher, max_retries=0))
+    cfg = replace(cfg, concurrency=1)  # one at a time: exactly 4 answered before the failure
+    original = teacher.respond
+
+    def failing_after_four(method, path, headers, body):
+        if method == "POST" and len(teacher.requests) >= 4:
+            teacher.requests.append(body)
+            return 503, {}, {"error": {"message": "down", "type": "server_error", "code": None}}
+        return original(method, path, headers, body)
+
+    teacher.respond = failing_after_four
+    unfinished = tmp_path / "unfinished"
+    with pytest.raises(KotuneError, match="503"):
+        generate_files(cfg, tmp_path / "a.jsonl", tmp_path / "cache", None, "EMPTY", False, kiwi,
+                       unfinished)  # fmt: skip
+    kept = sorted(p.name for p in unfinished.rglob("*.json"))
+    assert len(kept) == 4 and kept == sorted(p.name for p in (tmp_path / "cache").rglob("*.json"))
+    shutil.rmtree(tmp_path / "cache")  # what DVC's checkout does to an output it has no hash of
+
+    teacher.respond = original
+    cfg = replace(cfg, n=12)
+    asked = len(teacher.requests)
+    resumed = generate_files(cfg, tmp_path / "b.jsonl", tmp_path / "cache", None, "EMPTY", False,
+                             kiwi, unfinished)  # fmt: skip
+    assert resumed.replayed == 4 and len(teacher.requests) - asked == resumed.requests - 4
+    assert not unfinished.exists()
+    # the same records as a run that was never stopped
+    with ScriptedTeacher() as fresh:
+        whole, out, _ = run(replace(cfg, teacher=config(fresh).teacher), tmp_path / "c", kiwi)
+    assert (tmp_path / "b.jsonl").read_bytes() == out.read_bytes() and len(whole.kept) == 12

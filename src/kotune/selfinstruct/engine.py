@@ -66,10 +66,11 @@ class SelfInstruct:
         cache_dir: str | Path,
         api_key: str,
         morphemes: Any = None,
+        unfinished: str | Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.seeds = seeds
-        self.cache = ResponseCache(cache_dir)
+        self.cache = ResponseCache(cache_dir, keep=unfinished)
         self.api_key = api_key
         self.morphemes = morphemes
         self._filter: TaskFilter | None = None  # Kiwi loads in seconds: only once needed

@@ -25,16 +25,20 @@ def generate_files(
     api_key: str,
     show_progress: bool | None = None,
     morphemes: Any = None,
+    unfinished: str | Path | None = None,
 ) -> SelfInstruct:
     """Run self-instruct from `cfg.seeds`; write the Alpaca records (JSONL) and the metrics.
 
     Whatever stops the run once answers were applied (the end, Ctrl-C, a teacher that keeps
     failing) leaves the records so far in `out`: every answer is in the cache, so the same
     command continues and ends with the file an uninterrupted run writes. Nothing is written
-    if it stops before (bad seeds, a wrong URL or key). `morphemes`: a KiwiMorphemes to reuse."""
-    run = SelfInstruct(cfg, read_seed_tasks(cfg.seeds), cache_dir, api_key, morphemes)
+    if it stops before (bad seeds, a wrong URL or key). `morphemes`: a KiwiMorphemes to reuse.
+    `unfinished`: a folder outside DVC's outputs keeping every answer until the run finishes
+    (the generate stage's: `dvc exp run` resets its outputs before it runs the stage again)."""
+    run = SelfInstruct(cfg, read_seed_tasks(cfg.seeds), cache_dir, api_key, morphemes, unfinished)
     try:
         run.run(show_progress)
+        run.cache.drop_kept()
     finally:
         if run.requests:
             write_jsonl(out, run.records())
