@@ -227,11 +227,17 @@ def front_of_scripted(scripted, menu_adapter, folder, *flags, **persona):
     return start_serve(args, folder / "serve")
 
 
-def test_markup_in_the_persona_is_escaped_on_the_page(scripted, menu_adapter, tmp_path):
+def test_behind_a_tls_proxy_open_signup_and_markup_in_the_persona(scripted, menu_adapter, tmp_path):
+    """0.0.0.0 with --allow-signup and --trust-forwarded-proto: sign-up is open, the proxy's
+    X-Forwarded-Proto: https makes the cookie Secure; the persona's markup is shown as text."""
     server = front_of_scripted(
         scripted,
         menu_adapter,
         tmp_path,
+        "--host",
+        "0.0.0.0",
+        "--allow-signup",
+        "--trust-forwarded-proto",
         display_name="<b>메뉴</b>",
         description="<script>alert(1)</script>",
     )
@@ -239,6 +245,14 @@ def test_markup_in_the_persona_is_escaped_on_the_page(scripted, menu_adapter, tm
         page = httpx.get(f"{server.url}/login").text
         assert "&lt;b&gt;메뉴&lt;/b&gt;" in page and "<script>alert(1)" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert httpx.get(f"{server.url}/signup").status_code == 200
+        response = httpx.post(
+            f"{server.url}/signup",
+            data={"username": "minji", "password": PASSWORD},
+            headers={"Origin": server.url, "X-Forwarded-Proto": "https"},
+        )
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
     finally:
         server.stop()
 
@@ -263,20 +277,6 @@ def test_cookie_flags_and_security_headers(live_client, live):
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in httpx.get(f"{live.url}/health").headers  # not /v1's
-
-
-def test_secure_cookie_behind_a_trusted_tls_proxy(scripted, menu_adapter, tmp_path):
-    server = front_of_scripted(scripted, menu_adapter, tmp_path, "--trust-forwarded-proto")
-    try:
-        response = httpx.post(
-            f"{server.url}/signup",
-            data={"username": "minji", "password": PASSWORD},
-            headers={"Origin": server.url, "X-Forwarded-Proto": "https"},
-        )
-        assert response.status_code == 303
-        assert "secure" in response.headers["set-cookie"].lower()
-    finally:
-        server.stop()
 
 
 def test_signup_closed_unless_allowed_and_the_front_mode_loads_no_model(
@@ -307,13 +307,6 @@ def test_signup_closed_unless_allowed_and_the_front_mode_loads_no_model(
         assert store.user_by_name("mallory") is None
     finally:
         store.close()
-    opened = front_of_scripted(
-        scripted, menu_adapter, tmp_path / "open", "--host", "0.0.0.0", "--allow-signup"
-    )
-    try:
-        assert httpx.get(f"{opened.url}/signup").status_code == 200
-    finally:
-        opened.stop()
 
 
 @pytest.mark.parametrize(
