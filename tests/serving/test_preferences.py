@@ -174,6 +174,36 @@ HELD_OUT_2: list[tuple[str, list[tuple[str, str]]]] = [
     ("점심은 안 먹었어요", []),
 ]
 
+# A third, written when the test had shown HELD_OUT_2's misses on its first run (so that one is
+# seen): also before any rule change, scored then by figures only (bench/NOTES.md).
+HELD_OUT_3: list[tuple[str, list[tuple[str, str]]]] = [
+    ("저는 잡채를 좋아해요", [("잡채", L)]),
+    ("불고기 정말 좋아합니다", [("불고기", L)]),
+    ("새콤한 음식을 좋아하는 편이에요", [("새콤한 음식", L)]),
+    ("팥은 별로 안 좋아해요", [("팥", D)]),
+    ("청국장은 냄새 때문에 싫어요", [("청국장", D)]),
+    ("굴은 싫어합니다", [("굴", D)]),
+    ("브로콜리 별로야", [("브로콜리", D)]),
+    ("메밀 알레르기가 있어요", [("메밀", C)]),
+    ("키위 알러지가 있어서 못 먹어요", [("키위", C)]),
+    ("저 채식해요. 소고기는 안 먹어요", [("소고기", C)]),
+    ("유당불내증이라 우유는 못 마셔요", [("우유", C)]),
+    ("매운 걸 잘 못 먹어서요", [("매운 것", C)]),
+    ("조개는 먹으면 두드러기가 나요", [("조개", C)]),
+    ("생굴은 못 먹겠어요", [("생굴", C)]),
+    ("김밥은 좋은데 유부초밥은 별로예요", [("김밥", L), ("유부초밥", D)]),
+    ("전에는 가지를 싫어했는데 지금은 좋아해요", [("가지", L)]),
+    ("버섯 싫어하지 않아요", [("버섯", N)]),
+    ("견과류 알레르기는 없어요", [("견과류", N)]),
+    ("남편은 매운 걸 못 먹어요", []),
+    ("엄마가 잡채를 좋아하세요", []),
+    ("냉면 좋아하세요?", []),
+    ("떡볶이 먹을까?", []),
+    ("파스타 먹고 싶다", []),
+    ("된장찌개 레시피 알려줘", []),
+    ("저녁은 안 먹었어요", []),
+]
+
 
 @pytest.fixture(scope="module")
 def kiwi():
@@ -210,6 +240,7 @@ def test_precision_and_recall_on_the_table(kiwi, capsys):
             ("tuned on", TABLE),
             ("held out", HELD_OUT),
             ("held out 2", HELD_OUT_2),
+            ("held out 3", HELD_OUT_3),
             ("all", TABLE + HELD_OUT),
         )
         for name, table in tables:
