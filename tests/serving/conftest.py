@@ -107,10 +107,9 @@ _KIWI: list[Any] = []
 def shared_kiwi() -> Any:
     """One Kiwi for all the test servers: loading one takes seconds on a busy 2-core machine."""
     if not _KIWI:
-        from kiwipiepy import Kiwi
+        from kotune.serving.preferences import new_kiwi
 
-        _KIWI.append(Kiwi())
-        _KIWI[0].tokenize("매운 거 좋아해요")
+        _KIWI.append(new_kiwi())
     return _KIWI[0]
 
 

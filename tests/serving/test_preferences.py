@@ -207,9 +207,9 @@ HELD_OUT_3: list[tuple[str, list[tuple[str, str]]]] = [
 
 @pytest.fixture(scope="module")
 def kiwi():
-    from kiwipiepy import Kiwi
+    from kotune.serving.preferences import new_kiwi
 
-    return Kiwi()
+    return new_kiwi()
 
 
 def test_table_has_enough_sentences_of_each_kind():

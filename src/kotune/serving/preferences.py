@@ -1,11 +1,10 @@
 """Food preferences read from what a user says (`매운 거 좋아해요`, `오이는 싫어요`, `땅콩 알레르기
 있어요`), and the prompt line that hands them to the model. Pure: Kiwi morphemes and cue
-patterns, no I/O; the caller passes the Kiwi instance (it takes ~2 s and ~100 MB to load)."""
+patterns, no I/O; the caller passes the Kiwi instance, made once by `new_kiwi()` (it takes ~2 s
+and ~100 MB to load)."""
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,25 +44,23 @@ class _Clause:
     question: bool = False
 
 
-_PREPARED: weakref.WeakSet[Any] = weakref.WeakSet()
-_PREPARING = threading.Lock()
+def new_kiwi() -> Any:
+    """The Kiwi to read preferences with: FOOD_WORDS added as nouns, its model built (seconds,
+    ~100 MB). Share one; it is not changed afterwards, so calls from several threads are safe
+    as far as Kiwi's own analysis is."""
+    from kiwipiepy import Kiwi
 
-
-def _prepare(kiwi: Any) -> None:
-    """FOOD_WORDS added to this Kiwi, once."""
-    if kiwi in _PREPARED:
-        return
-    with _PREPARING:
-        if kiwi not in _PREPARED:
-            for word in FOOD_WORDS:
-                kiwi.add_user_word(word, "NNG", 0)
-            _PREPARED.add(kiwi)
+    kiwi = Kiwi()
+    for word in FOOD_WORDS:
+        kiwi.add_user_word(word, "NNG", 0)
+    kiwi.tokenize("매운 거 좋아해요")  # builds the model now, once
+    return kiwi
 
 
 def read_preferences(text: str, kiwi: Any) -> list[Statement]:
     """The preferences a message states, in order; a later statement about an item replaces an
-    earlier one. Questions, wishes, past habits and other people's tastes state none."""
-    _prepare(kiwi)
+    earlier one. Questions, wishes, past habits and other people's tastes state none. `kiwi`:
+    one from `new_kiwi()` (a plain Kiwi misreads some short food nouns)."""
     found: dict[str, str] = {}
     for sentence in _sentences(kiwi.tokenize(text)):
         clauses = _clauses(sentence)
