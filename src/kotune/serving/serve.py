@@ -83,6 +83,16 @@ def front_backend(args: argparse.Namespace) -> Any:
     return backend
 
 
+def check_db_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise KotuneError(f"--db {url!r}: not a database URL (e.g. sqlite:///chat.db)") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     from kotune.serving.accounts import signup_open_by_default
     from kotune.serving.store import default_db_url, display_url, open_store
@@ -94,7 +104,7 @@ def serve(args: argparse.Namespace) -> int:
         read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
     check_port(args.host, args.port)
     db_url = args.db or default_db_url()
-    store = open_store(db_url)  # a bad --db fails before the model loads
+    check_db_url(db_url)  # a URL that is none fails before the model loads
 
     import uvicorn
 
@@ -113,6 +123,7 @@ def serve(args: argparse.Namespace) -> int:
         engine, about = load_engine(args)
         chat = EngineChat(engine, Persona.of_adapter(engine.settings))
         app = create_app(engine, api_key=api_key)
+    store = open_store(db_url)  # once the model is up: a folder that fails leaves no database
     settings = WebSettings(
         allow_signup=args.allow_signup or signup_open_by_default(args.host),
         trust_forwarded_proto=args.trust_forwarded_proto,
