@@ -466,11 +466,18 @@ ADAPTER_CASES = [
     (
         "serve-backend-url-nobody-answers",
         {},
-        ["serve", "--backend-url", "http://127.0.0.1:9/v1", "--port", "0",
-         "--db", "sqlite:///{tmp}/chat.db"],
+        [
+            "serve",
+            "--backend-url",
+            "http://127.0.0.1:9/v1",
+            "--port",
+            "0",
+            "--db",
+            "sqlite:///{tmp}/c.db",
+        ],
         "--backend-url http://127.0.0.1:9/v1: cannot connect",
         [],
-    ),  # fmt: skip
+    ),
     (
         "merge-corrupted-adapter",
         adapter_folder(**{"adapter_model.safetensors": b"\x08wei"}),
