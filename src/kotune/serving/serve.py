@@ -131,7 +131,10 @@ def serve(args: argparse.Namespace) -> int:
     app.state.web = install_web(app, chat, store, settings)
     app.state.closers += [store.close, chat.aclose]
     threading.Thread(target=app.state.web.warm_up, daemon=True).start()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # kotune's own lines (one a request); libraries only when they warn (the model server
+    # client's per-request lines would repeat ours)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kotune").setLevel(logging.INFO)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     api = f"; API {url}/v1" + (" (API key required)" if api_key else "") if engine else ""
     signup = "open" if settings.allow_signup else "closed (--allow-signup opens it)"
