@@ -159,6 +159,16 @@ class LiveServe:
                 self.process.wait()
 
 
+def _die_with_the_tests() -> None:
+    """In the server's process before exec (Linux): SIGTERM when the test process dies, so a
+    crashed run leaves no server behind."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_serve(args: list[str], folder: Path, seconds: float = 300) -> LiveServe:
     """`kotune serve ARGS --port P --db sqlite:///FOLDER/chat.db`, once /health answers."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +177,11 @@ def start_serve(args: list[str], folder: Path, seconds: float = 300) -> LiveServ
     command = [KOTUNE, "serve", "--port", str(port), "--db", db_url, *args]
     with log.open("w") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"}
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+            preexec_fn=_die_with_the_tests,
         )
     live = LiveServe(f"http://127.0.0.1:{port}", process, db_url, db_path, log)
     deadline = time.monotonic() + seconds
