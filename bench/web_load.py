@@ -11,7 +11,7 @@ every user reads back everything the app shows them. It reports:
   first token     p50/p95 ms from sending to the first streamed piece, as the browser sees it
   answer          p50/p95 ms from sending to the end of the answer
 
-Against a running app (kotune serve, or the standalone front end):
+Against a running app (kotune serve, on its engine or with --backend-url):
     python bench/web_load.py --url http://127.0.0.1:8000 --users 20 --turns 5
 Self-contained, with the tests' scripted OpenAI-compatible model (no model; app overhead only):
     python bench/web_load.py --spawn-scripted --users 20 --turns 5 --out bench/out/web_load.json
@@ -224,9 +224,20 @@ def wait_up(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None
 
 
 def spawn_scripted(delay_ms: float) -> tuple[str, list[subprocess.Popen], str]:
-    """The scripted model and the standalone web app on free loopback ports, a fresh SQLite."""
+    """The scripted model and `kotune serve --backend-url` in front of it on free loopback
+    ports, a fresh SQLite; the persona (menu, preferences on) from a kotune.json of its own."""
     model_port, web_port = free_port(), free_port()
     folder = tempfile.mkdtemp(prefix="kotune-web-load-")
+    adapter = Path(folder) / "adapter"
+    adapter.mkdir()
+    persona = {
+        "persona": "menu",
+        "base": {"name": "scripted", "family": "llama", "source": "hub", "hub_id": "scripted"},
+        "prompt_format": "chatml",
+        "display_name": "메뉴 추천 도우미",
+        "preferences": True,
+    }
+    (adapter / "kotune.json").write_text(json.dumps(persona, ensure_ascii=False), "utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     model = subprocess.Popen(
         [sys.executable, str(ROOT / "tests/serving/scripted_openai.py"), "--port", str(model_port),
@@ -235,9 +246,9 @@ def spawn_scripted(delay_ms: float) -> tuple[str, list[subprocess.Popen], str]:
     )  # fmt: skip
     wait_up(f"http://127.0.0.1:{model_port}/v1/models", model)
     web = subprocess.Popen(
-        [sys.executable, "-m", "kotune.serving.webapp", "--backend-url",
-         f"http://127.0.0.1:{model_port}/v1", "--port", str(web_port), "--db",
-         f"sqlite:///{folder}/chat.db", "--display-name", "메뉴 추천 도우미", "--preferences"],
+        [str(Path(sys.executable).with_name("kotune")), "serve", "--backend-url",
+         f"http://127.0.0.1:{model_port}/v1", "--adapter", str(adapter), "--port", str(web_port),
+         "--db", f"sqlite:///{folder}/chat.db"],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     wait_up(f"http://127.0.0.1:{web_port}/login", web)

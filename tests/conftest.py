@@ -11,6 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory):
+    """$XDG_DATA_HOME in a temporary folder for the whole run: a `kotune serve` started without
+    --db (its chat database defaults to $XDG_DATA_HOME/kotune/) never writes the user's home."""
+    import os
+
+    folder = tmp_path_factory.mktemp("xdg-data")
+    before = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
@@ -39,12 +55,12 @@ def tiny_tokenizer(mencius_records):
     )
 
 
-def tiny_config(base_steps: int = 200, **scratch):
+def tiny_config(base_steps: int = 200, persona: str = "mencius", **scratch):
     """The defaults (mencius, tiny, cpu) with a smaller scratch model and a short warm-up
     (200 steps: enough for different questions to get different answers)."""
     from kotune.config import compose, parse_config
 
-    data = compose(["persona=mencius", "model=tiny", "gpu=cpu"], ROOT / "conf")
+    data = compose([f"persona={persona}", "model=tiny", "gpu=cpu"], ROOT / "conf")
     shape = dict(
         vocab_size=600,
         hidden_size=64,
@@ -110,6 +126,15 @@ def tiny_adapter(tmp_path_factory, mencius_records) -> Path:
     Korean, differently per question, and usually ends its answers within 24 tokens."""
     return export_tiny_adapter(
         tiny_config(), mencius_records, tmp_path_factory.mktemp("tiny-adapter")
+    )
+
+
+@pytest.fixture(scope="session")
+def menu_adapter(tmp_path_factory, mencius_records) -> Path:
+    """The tiny adapter exported as the menu persona (preferences on, its name and system
+    prompt in kotune.json): what the web chat's tests serve with `kotune serve`."""
+    return export_tiny_adapter(
+        tiny_config(persona="menu"), mencius_records, tmp_path_factory.mktemp("menu-adapter")
     )
 
 

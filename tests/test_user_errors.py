@@ -457,6 +457,28 @@ ADAPTER_CASES = [
         [],
     ),
     (
+        "serve-db-that-is-no-url",
+        adapter_folder(),
+        ["serve", "--adapter", "{tmp}/adapter", "--port", "0", "--db", "chat.db"],
+        "--db 'chat.db': not a database URL (e.g. sqlite:///chat.db)",
+        [],
+    ),
+    (
+        "serve-backend-url-nobody-answers",
+        {},
+        [
+            "serve",
+            "--backend-url",
+            "http://127.0.0.1:9/v1",
+            "--port",
+            "0",
+            "--db",
+            "sqlite:///{tmp}/c.db",
+        ],
+        "--backend-url http://127.0.0.1:9/v1: cannot connect",
+        [],
+    ),
+    (
         "merge-corrupted-adapter",
         adapter_folder(**{"adapter_model.safetensors": b"\x08wei"}),
         ["merge", "--adapter", "{tmp}/adapter", "-o", "{tmp}/merged"],

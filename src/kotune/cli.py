@@ -125,57 +125,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-    import os
-    import socket
+    from kotune.serving.serve import serve
 
-    from kotune.inference.adapter import load_exported, read_settings
-
-    api_key = args.api_key or os.environ.get("KOTUNE_API_KEY") or None
-    read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
-    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((args.host, args.port))
-        except OSError as error:
-            raise KotuneError(f"--host {args.host} --port {args.port}: {error.strerror}") from None
-
-    import uvicorn
-
-    from kotune.inference.engine import Engine
-    from kotune.inference.slots import fitting_slots
-    from kotune.serving.app import create_app
-    from kotune.serving.engine_backend import EngineBackend
-
-    loaded = load_exported(args.adapter, args.quantization, args.device)
-    context = loaded.model.config.max_position_embeddings
-    if args.context:
-        context = min(context, args.context)
-    slots = args.slots or fitting_slots(
-        loaded.model, context, cap=8 if loaded.device == "cpu" else 32
-    )
-    engine = Engine(
-        loaded.model,
-        loaded.tokenizer,
-        loaded.settings,
-        slots=slots,
-        context=context,
-        compile=args.compile,
-        buckets=[1, 2, 4, 8, 16, 32] if args.compile else None,
-    )
-    model_id = args.model_name or loaded.settings.persona
-    created = int(Path(args.adapter, "kotune.json").stat().st_mtime)
-    app = create_app(EngineBackend(engine, model_id, created), api_key=api_key)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    print(
-        f"kotune serve: '{model_id}' ({loaded.settings.base.name}, {loaded.quantization}, "
-        f"{loaded.device}, {slots} answers at once, context {engine.context}) on "
-        f"http://{args.host}:{args.port}/v1" + (" (API key required)" if api_key else ""),
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return serve(args)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -377,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.set_defaults(run=cmd_chat)
 
-    p = sub.add_parser("serve", help="serve an exported adapter: OpenAI-compatible HTTP API")
+    p = sub.add_parser(
+        "serve", help="serve an exported adapter: the web chat and an OpenAI-compatible API"
+    )
     p.add_argument("--adapter", type=Path, default=Path("models/adapter"))
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
     p.add_argument("--port", type=int, default=8000)
@@ -404,6 +358,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the decode step (CUDA graphs on a GPU): faster tokens, a minute to start",
     )
+    # the web chat on the same port (/, /login, /signup, /api)
+    p.add_argument(
+        "--db",
+        help="the chat store: a SQLAlchemy URL, e.g. sqlite:///chat.db "
+        "(default: sqlite under $XDG_DATA_HOME/kotune/, outside any git tree)",
+    )
+    p.add_argument(
+        "--allow-signup",
+        action="store_true",
+        help="open sign-up on a non-loopback --host (on 127.0.0.1 it is open anyway)",
+    )
+    p.add_argument(
+        "--trust-forwarded-proto",
+        action="store_true",
+        help="behind a TLS proxy: its X-Forwarded-Proto: https makes the cookies Secure",
+    )
+    p.add_argument(
+        "--backend-url",
+        help="serve the web chat in front of this OpenAI-compatible server (…/v1: vLLM, "
+        "another kotune serve) instead of loading --adapter; its persona is read from "
+        "--adapter's kotune.json when there is one",
+    )
+    p.add_argument("--backend-key", help="its API key (default: $KOTUNE_BACKEND_KEY)")
+    p.add_argument("--backend-model", help="its model id to use (default: the first it lists)")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser(

@@ -35,6 +35,18 @@ def test_export_writes_settings_every_reader_loads(tiny_adapter):
         "path": "base",
     }
     assert open_adapter(tiny_adapter) == settings
+    # the web page's persona, from conf/persona/mencius.yaml
+    assert settings.display_name == "맹자" and settings.description.startswith("인(仁)")
+    assert settings.preferences is False
+
+
+def test_an_older_kotune_json_without_the_web_fields_still_loads():
+    settings = parse_settings(good_settings())
+    assert (settings.display_name, settings.description, settings.preferences) == ("", "", False)
+    changed = parse_settings({**good_settings(), "display_name": "메뉴", "preferences": True})
+    assert changed.display_name == "메뉴" and changed.preferences is True
+    with pytest.raises(Exception, match="preferences"):
+        parse_settings({**good_settings(), "preferences": "yes"})
 
 
 def good_settings() -> dict:

@@ -1,12 +1,17 @@
-"""Live servers for the web app's tests: the scripted OpenAI-compatible backend and the web app
-in front of it (uvicorn in a thread, real HTTP), and an httpx client that signs up like a
-browser would (Origin header, cookie, the page's CSRF token)."""
+"""Live servers for the web app's tests: a real `kotune serve` process (the tiny menu adapter on
+the in-process engine, or in front of the scripted model with --backend-url), the scripted
+OpenAI-compatible backend and the web app in front of it in a thread (the web layer's own
+tests), and an httpx client that signs up like a browser would (Origin header, cookie, the
+page's CSRF token)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -33,6 +38,7 @@ MENU = Persona(
     preferences=True,
 )
 PASSWORD = "correct horse battery"
+KOTUNE = str(Path(sys.executable).with_name("kotune"))
 
 
 def free_port() -> int:
@@ -101,10 +107,9 @@ _KIWI: list[Any] = []
 def shared_kiwi() -> Any:
     """One Kiwi for all the test servers: loading one takes seconds on a busy 2-core machine."""
     if not _KIWI:
-        from kiwipiepy import Kiwi
+        from kotune.serving.preferences import new_kiwi
 
-        _KIWI.append(Kiwi())
-        _KIWI[0].tokenize("매운 거 좋아해요")
+        _KIWI.append(new_kiwi())
     return _KIWI[0]
 
 
@@ -125,6 +130,106 @@ def web(scripted, tmp_path):
     yield info
     server.stop()
     info.store.close()
+
+
+@dataclass
+class LiveServe:
+    """A `kotune serve` process on 127.0.0.1, its SQLite file and its log (stdout and stderr)."""
+
+    url: str
+    process: subprocess.Popen
+    db_url: str
+    db_path: Path
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def store(self) -> Any:
+        """The same database, opened from the test (close it when done)."""
+        return open_store(self.db_url)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _die_with_the_tests() -> None:
+    """In the server's process before exec (Linux): SIGTERM when the test process dies, so a
+    crashed run leaves no server behind."""
+    import ctypes
+    import signal
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_serve(args: list[str], folder: Path, seconds: float = 300) -> LiveServe:
+    """`kotune serve ARGS --port P --db sqlite:///FOLDER/chat.db`, once /health answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port, db_path, log = free_port(), folder / "chat.db", folder / "serve.log"
+    db_url = f"sqlite:///{db_path}"
+    command = [KOTUNE, "serve", "--port", str(port), "--db", db_url, *args]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+            preexec_fn=_die_with_the_tests,
+        )
+    live = LiveServe(f"http://127.0.0.1:{port}", process, db_url, db_path, log)
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"kotune serve exited with {process.returncode}:\n{live.log_text()}")
+        try:
+            if httpx.get(f"{live.url}/health", timeout=2).status_code == 200:
+                return live
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            live.stop()
+            raise RuntimeError(f"kotune serve did not come up:\n{live.log_text()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def live(menu_adapter, tmp_path_factory):
+    """One real `kotune serve` for the session: the tiny adapter exported as the menu persona,
+    answered by the in-process engine, sign-up open (loopback). Tests share it: each makes
+    its own users (`unique_name`)."""
+    server = start_serve(["--adapter", str(menu_adapter)], tmp_path_factory.mktemp("live"))
+    yield server
+    server.stop()
+
+
+_NAMES = itertools.count(1)
+
+
+def unique_name(base: str) -> str:
+    """A user name no other test on the shared server has taken."""
+    return f"{base}{next(_NAMES):03d}"
+
+
+@pytest.fixture
+def live_client(live):
+    """Browser-like clients of the shared live server."""
+    made = []
+
+    def make() -> Browserish:
+        client = Browserish(live.url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')

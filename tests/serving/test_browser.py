@@ -1,6 +1,7 @@
-"""The page in a real headless browser: Debian's chromium driven by Selenium through
-/usr/bin/chromedriver (no browser download). Two users sign up, chat with streamed answers,
-reload, log out and in, and see nothing of each other's; markup typed in never runs.
+"""The page in a real headless browser against a real `kotune serve` (the tiny menu adapter on
+the in-process engine): Debian's chromium driven by Selenium through /usr/bin/chromedriver (no
+browser download). Two users sign up, chat with streamed answers, reload, log out and in, and
+see nothing of each other's; markup typed in never runs.
 
 KOTUNE_SCREENSHOTS=docs pytest tests/serving/test_browser.py  # also writes the README's pictures
 """
@@ -13,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ServerThread, start_web
-from scripted_openai import create_app as create_scripted_app
+from conftest import unique_name
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = [
@@ -49,16 +49,6 @@ def browser(tmp_path, monkeypatch):
     driver.implicitly_wait(0)
     yield driver
     driver.quit()
-
-
-@pytest.fixture
-def slow_model():
-    """The scripted model streaming one piece every 60 ms, so streaming can be watched."""
-    app = create_scripted_app(delay_s=0.06)
-    server = ServerThread(app).start()
-    server.app = app
-    yield server
-    server.stop()
 
 
 def wait(driver, condition, timeout_s=20.0, what="condition"):
@@ -126,6 +116,16 @@ def answered(driver, count):
     return wait(driver, done, what=f"answer {count}")
 
 
+# The pieces the page appended to the newest answer, one text node per streamed piece. The tiny
+# model writes a whole answer in ~30 ms, usually one network read, so the test counts pieces
+# rendered rather than watching the text grow; test_web_flows.py checks, over HTTP on the live
+# server, that the pieces leave it as separate events with the first before the end.
+PIECES = """
+const answers = document.querySelectorAll('[data-testid="message"][data-role="assistant"]');
+return answers[answers.length - 1].querySelector('.bubble').childNodes.length;
+"""
+
+
 def screenshot(driver, name, tmp_path):
     path = tmp_path / name
     driver.save_screenshot(str(path))
@@ -137,142 +137,122 @@ def screenshot(driver, name, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_users_chat_reload_and_see_only_their_own(browser, slow_model, tmp_path):
+def test_two_users_chat_reload_and_see_only_their_own(browser, live, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
-    server, web = start_web(slow_model, tmp_path / "chat.db")
-    url = web.url
-    try:
-        # logged out: / goes to the log-in page
-        browser.get(f"{url}/")
-        wait(browser, lambda d: d.current_url == f"{url}/login", what="redirect to /login")
-        sign_up(browser, url, "minji")
-        assert browser.current_url == f"{url}/"
-        assert "메뉴 추천 도우미" in browser.find_element("css selector", ".persona h1").text
+    url = live.url
+    minji, junho = unique_name("민지"), unique_name("junho")
+    # logged out: / goes to the log-in page
+    browser.get(f"{url}/")
+    wait(browser, lambda d: d.current_url == f"{url}/login", what="redirect to /login")
+    sign_up(browser, url, minji)
+    assert browser.current_url == f"{url}/"
+    assert "메뉴 추천 도우미" in browser.find_element("css selector", ".persona h1").text
 
-        # the answer streams in: the bubble grows in steps before it is done
-        send(browser, "매운 건 못 먹어요. 저녁 메뉴 추천해 줘")
-        lengths = set()
+    # the answer streams in, piece by piece, from the engine in the server
+    send(browser, "매운 건 못 먹어요. 저녁 메뉴 추천해 줘")
+    first = answered(browser, 1)
+    assert first.strip() and any("가" <= c <= "힣" for c in first)  # the tiny model's Korean
+    assert browser.execute_script(PIECES) >= 2
 
-        def finished(d):
-            answer = [m for m in messages(d) if m[0] == "assistant"]
-            if answer:
-                lengths.add(len(answer[0][1]))
-            busy = d.find_elements("css selector", '[data-role="assistant"][aria-busy="true"]')
-            return answer and answer[0][1] and not busy
+    # the preference panel shows what was read
+    prefs = wait(browser, lambda d: by_testid(d, "preference"), what="a preference")
+    assert "매운 것" in prefs[0].text and "못 먹음" in prefs[0].text
 
-        wait(browser, finished, what="the first answer")
-        assert len(lengths - {0}) >= 3, lengths  # seen part-way at least three times
-        first = answered(browser, 1)
-        assert first.startswith("질문: 매운 건 못 먹어요.") and "못 먹음 — 매운 것" in first
+    # Shift+Enter is a new line, Enter sends
+    box = by_testid(browser, "message-input")[0]
+    box.send_keys("첫 줄")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)
+    box.send_keys("둘째 줄")
+    assert box.get_attribute("value") == "첫 줄\n둘째 줄"
+    assert len(messages(browser)) == 2  # nothing sent yet
+    box.send_keys(Keys.ENTER)
+    answered(browser, 2)
+    assert messages(browser)[2] == ("user", "첫 줄\n둘째 줄")
+    screenshot(browser, "web-chat.png", tmp_path)
 
-        # the preference panel shows what was read
-        prefs = wait(browser, lambda d: by_testid(d, "preference"), what="a preference")
-        assert "매운 것" in prefs[0].text and "못 먹음" in prefs[0].text
+    # markup typed in is shown as text, never run
+    send(browser, HOSTILE)
+    answered(browser, 3)
+    assert messages(browser)[4] == ("user", HOSTILE)
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert not browser.find_elements("css selector", ".messages img, .messages script")
 
-        # Shift+Enter is a new line, Enter sends
-        box = by_testid(browser, "message-input")[0]
-        box.send_keys("첫 줄")
-        box.send_keys(Keys.SHIFT, Keys.ENTER)
-        box.send_keys("둘째 줄")
-        assert box.get_attribute("value") == "첫 줄\n둘째 줄"
-        assert len(messages(browser)) == 2  # nothing sent yet
-        box.send_keys(Keys.ENTER)
-        answered(browser, 2)
-        assert messages(browser)[2] == ("user", "첫 줄\n둘째 줄")
-        screenshot(browser, "web-chat.png", tmp_path)
+    # reload: the conversation is still there
+    before = messages(browser)
+    browser.refresh()
+    wait(browser, lambda d: len(messages(d)) == 6, what="history after reload")
+    assert messages(browser) == before
+    assert len(by_testid(browser, "conversation")) == 1
 
-        # markup typed in is shown as text, never run
-        send(browser, HOSTILE)
-        echo = answered(browser, 3)
-        assert messages(browser)[4] == ("user", HOSTILE) and HOSTILE in echo
-        assert browser.execute_script("return window.__pwned === undefined")
-        assert not browser.find_elements("css selector", ".messages img, .messages script")
+    # a new conversation, then the first one again from the list
+    by_testid(browser, "new-conversation")[0].click()
+    wait(browser, lambda d: not messages(d), what="an empty conversation")
+    send(browser, "오이는 싫어요")
+    answered(browser, 1)
+    wait(browser, lambda d: len(by_testid(d, "conversation")) == 2, what="two conversations")
+    items = by_testid(browser, "conversation")
+    first_item = next(i for i in items if i.text.startswith("매운 건"))
+    first_item.click()
+    wait(browser, lambda d: len(messages(d)) == 6, what="the first conversation reopened")
+    assert messages(browser)[0] == ("user", "매운 건 못 먹어요. 저녁 메뉴 추천해 줘")
 
-        # reload: the conversation is still there
-        before = messages(browser)
-        browser.refresh()
-        wait(browser, lambda d: len(messages(d)) == 6, what="history after reload")
-        assert messages(browser) == before
-        assert len(by_testid(browser, "conversation")) == 1
+    # a preference removed from the panel
+    wait(browser, lambda d: len(by_testid(d, "preference")) == 2, what="two preferences")
+    cucumber = next(p for p in by_testid(browser, "preference") if "오이" in p.text)
+    cucumber.find_element("css selector", "button").click()
+    wait(browser, lambda d: len(by_testid(d, "preference")) == 1, what="one preference left")
+    minji_conversation = browser.current_url.split("?c=")[1]
 
-        # a new conversation, then the first one again from the list
-        by_testid(browser, "new-conversation")[0].click()
-        wait(browser, lambda d: not messages(d), what="an empty conversation")
-        send(browser, "오이는 싫어요")
-        answered(browser, 1)
-        wait(browser, lambda d: len(by_testid(d, "conversation")) == 2, what="two conversations")
-        items = by_testid(browser, "conversation")
-        first_item = next(i for i in items if i.text.startswith("매운 건"))
-        first_item.click()
-        wait(browser, lambda d: len(messages(d)) == 6, what="the first conversation reopened")
-        assert messages(browser)[0] == ("user", "매운 건 못 먹어요. 저녁 메뉴 추천해 줘")
+    # phone width: readable, nothing wider than the screen
+    browser.set_window_size(390, 844)
+    browser.refresh()
+    wait(browser, lambda d: len(messages(d)) == 6, what="history at phone width")
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    screenshot(browser, "web-chat-phone.png", tmp_path)
+    browser.set_window_size(1280, 860)
 
-        # a preference removed from the panel
-        wait(browser, lambda d: len(by_testid(d, "preference")) == 2, what="two preferences")
-        cucumber = next(p for p in by_testid(browser, "preference") if "오이" in p.text)
-        cucumber.find_element("css selector", "button").click()
-        wait(browser, lambda d: len(by_testid(d, "preference")) == 1, what="one preference left")
-        minji_conversation = browser.current_url.split("?c=")[1]
+    # log out; a second user sees nothing of the first's
+    by_testid(browser, "logout")[0].click()
+    wait(browser, lambda d: d.current_url == f"{url}/login", what="logged out")
+    sign_up(browser, url, junho)
+    wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+    assert by_testid(browser, "conversation") == [] and by_testid(browser, "preference") == []
+    assert messages(browser) == []
+    browser.get(f"{url}/?c={minji_conversation}")  # minji's conversation id, guessed
+    wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+    assert "찾을 수 없습니다" in browser.find_element("id", "status").text
+    assert messages(browser) == [] and "매운" not in browser.page_source
+    by_testid(browser, "logout")[0].click()
 
-        # phone width: readable, nothing wider than the screen
-        browser.set_window_size(390, 844)
-        browser.refresh()
-        wait(browser, lambda d: len(messages(d)) == 6, what="history at phone width")
-        assert browser.execute_script(
-            "return document.documentElement.scrollWidth <= window.innerWidth"
-        )
-        screenshot(browser, "web-chat-phone.png", tmp_path)
-        browser.set_window_size(1280, 860)
-
-        # log out; a second user sees nothing of the first's
-        by_testid(browser, "logout")[0].click()
-        wait(browser, lambda d: d.current_url == f"{url}/login", what="logged out")
-        sign_up(browser, url, "junho")
-        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
-        assert by_testid(browser, "conversation") == [] and by_testid(browser, "preference") == []
-        assert messages(browser) == []
-        browser.get(f"{url}/?c={minji_conversation}")  # minji's conversation id, guessed
-        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
-        assert "찾을 수 없습니다" in browser.find_element("id", "status").text
-        assert messages(browser) == [] and "매운" not in browser.page_source
-        by_testid(browser, "logout")[0].click()
-
-        # minji logs in again: everything is there
-        log_in(browser, url, "minji")
-        wait(browser, lambda d: len(by_testid(d, "conversation")) == 2, what="minji's list")
-        wait(browser, lambda d: len(by_testid(d, "preference")) == 1, what="minji's preference")
-    finally:
-        server.stop()
-        web.store.close()
+    # minji logs in again: everything is there
+    log_in(browser, url, minji)
+    wait(browser, lambda d: len(by_testid(d, "conversation")) == 2, what="minji's list")
+    wait(browser, lambda d: len(by_testid(d, "preference")) == 1, what="minji's preference")
 
 
-def test_keyboard_and_labels_on_the_log_in_page(browser, scripted, tmp_path):
+def test_keyboard_and_labels_on_the_log_in_page(browser, live):
     """Every field has a label; Tab walks the form in order and Enter submits it."""
     from selenium.webdriver.common.keys import Keys
 
-    server, web = start_web(scripted, tmp_path / "chat.db")
-    try:
-        sign_up(browser, web.url, "minji")
-        by_testid(browser, "logout")[0].click()
-        wait(browser, lambda d: d.current_url.endswith("/login"), what="the log-in page")
-        for field in ("login-username", "login-password"):
-            element = by_testid(browser, field)[0]
-            label = browser.find_element(
-                "css selector", f'label[for="{element.get_attribute("id")}"]'
-            )
-            assert label.text
-        active = browser.switch_to.active_element
-        assert active.get_attribute("data-testid") == "login-username"  # autofocus
-        active.send_keys("minji", Keys.TAB)
-        active = browser.switch_to.active_element
-        assert active.get_attribute("data-testid") == "login-password"
-        active.send_keys("correct horse battery", Keys.ENTER)
-        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
-        box = browser.switch_to.active_element  # the page puts the cursor in the message box
-        label = browser.find_element("css selector", 'label[for="message-input"]')
-        assert box.get_attribute("data-testid") == "message-input"
-        assert label.get_attribute("textContent") == "메시지"  # for screen readers only
-    finally:
-        server.stop()
-        web.store.close()
+    name = unique_name("minji")
+    sign_up(browser, live.url, name)
+    by_testid(browser, "logout")[0].click()
+    wait(browser, lambda d: d.current_url.endswith("/login"), what="the log-in page")
+    for field in ("login-username", "login-password"):
+        element = by_testid(browser, field)[0]
+        label = browser.find_element("css selector", f'label[for="{element.get_attribute("id")}"]')
+        assert label.text
+    active = browser.switch_to.active_element
+    assert active.get_attribute("data-testid") == "login-username"  # autofocus
+    active.send_keys(name, Keys.TAB)
+    active = browser.switch_to.active_element
+    assert active.get_attribute("data-testid") == "login-password"
+    active.send_keys("correct horse battery", Keys.ENTER)
+    wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+    box = browser.switch_to.active_element  # the page puts the cursor in the message box
+    label = browser.find_element("css selector", 'label[for="message-input"]')
+    assert box.get_attribute("data-testid") == "message-input"
+    assert label.get_attribute("textContent") == "메시지"  # for screen readers only

@@ -12,6 +12,8 @@ MODULES = [
     "kotune.serving.store",
     "kotune.serving.preferences",
     "kotune.serving.admin",
+    "kotune.serving.serve",
+    "kotune.serving.preference_words",
     "kotune.cli",
 ]
 

@@ -127,12 +127,89 @@ HELD_OUT: list[tuple[str, list[tuple[str, str]]]] = [
     ("새우는 좋아하는데 알레르기가 있어서 못 먹어요", [("새우", C)]),
 ]
 
+# A second held-out set, written on 2026-12-02 before the phase-2 changes to the rules (its
+# figures before and after are in bench/NOTES.md); never used to tune them.
+HELD_OUT_2: list[tuple[str, list[tuple[str, str]]]] = [
+    ("저는 김치볶음밥을 좋아해요", [("김치볶음밥", L)]),
+    ("짬뽕 엄청 좋아해", [("짬뽕", L)]),
+    ("달콤한 거 좋아합니다", [("달콤한 것", L)]),
+    ("연어를 제일 좋아해요", [("연어", L)]),
+    ("순두부찌개가 너무 좋아요", [("순두부찌개", L)]),
+    ("매운 음식 잘 먹어요", [("매운 음식", L)]),
+    ("고기 진짜 좋아하는 편이에요", [("고기", L)]),
+    ("아이스크림 완전 좋아함", [("아이스크림", L)]),
+    ("가지 싫어해요", [("가지", D)]),
+    ("당근은 정말 싫어", [("당근", D)]),
+    ("느끼한 건 별로 안 좋아해요", [("느끼한 것", D)]),
+    ("피망은 좋아하지 않습니다", [("피망", D)]),
+    ("셀러리는 별로예요", [("셀러리", D)]),
+    ("고수 싫어요", [("고수", D)]),
+    ("순대는 안 좋아해요", [("순대", D)]),
+    ("양고기는 별로 안 좋아해", [("양고기", D)]),
+    ("우유 알레르기가 있어요", [("우유", C)]),
+    ("계란 알러지 있어요", [("계란", C)]),
+    ("저는 비건이라 고기를 안 먹어요", [("고기", C)]),
+    ("채식주의자라서 고기는 못 먹어요", [("고기", C)]),
+    ("매운 거 잘 못 먹어요", [("매운 것", C)]),
+    ("해산물은 못 먹어요", [("해산물", C)]),
+    ("술은 안 마셔요", [("술", C)]),
+    ("밀가루 먹으면 배가 아파요", [("밀가루", C)]),
+    ("돼지고기는 종교 때문에 안 먹어요", [("돼지고기", C)]),
+    ("땅콩이랑 호두 알레르기 있어요", [("땅콩", C), ("호두", C)]),
+    ("날것은 못 먹어요", [("날것", C)]),
+    ("라면은 좋아하는데 짜장면은 싫어요", [("라면", L), ("짜장면", D)]),
+    ("매운 건 좋아하지만 오이는 알레르기가 있어요", [("매운 것", L), ("오이", C)]),
+    ("예전엔 회를 못 먹었는데 지금은 좋아해요", [("회", L)]),
+    ("당근 싫어하지 않아요", [("당근", N)]),
+    ("우유 알레르기 없어요", [("우유", N)]),
+    ("언니는 고기를 안 먹어요", []),
+    ("아빠가 회를 좋아하세요", []),
+    ("돈가스 좋아하세요?", []),
+    ("삼겹살 먹으러 갈까?", []),
+    ("오늘은 비빔냉면이 먹고 싶어요", []),
+    ("김치찌개 끓이는 법 알려줘", []),
+    ("어제 치킨 시켜 먹었어요", []),
+    ("배고픈데 뭐 먹지?", []),
+    ("다이어트 식단 짜 줘", []),
+    ("점심은 안 먹었어요", []),
+]
+
+# A third, written when the test had shown HELD_OUT_2's misses on its first run (so that one is
+# seen): also before any rule change, scored then by figures only (bench/NOTES.md).
+HELD_OUT_3: list[tuple[str, list[tuple[str, str]]]] = [
+    ("저는 잡채를 좋아해요", [("잡채", L)]),
+    ("불고기 정말 좋아합니다", [("불고기", L)]),
+    ("새콤한 음식을 좋아하는 편이에요", [("새콤한 음식", L)]),
+    ("팥은 별로 안 좋아해요", [("팥", D)]),
+    ("청국장은 냄새 때문에 싫어요", [("청국장", D)]),
+    ("굴은 싫어합니다", [("굴", D)]),
+    ("브로콜리 별로야", [("브로콜리", D)]),
+    ("메밀 알레르기가 있어요", [("메밀", C)]),
+    ("키위 알러지가 있어서 못 먹어요", [("키위", C)]),
+    ("저 채식해요. 소고기는 안 먹어요", [("소고기", C)]),
+    ("유당불내증이라 우유는 못 마셔요", [("우유", C)]),
+    ("매운 걸 잘 못 먹어서요", [("매운 것", C)]),
+    ("조개는 먹으면 두드러기가 나요", [("조개", C)]),
+    ("생굴은 못 먹겠어요", [("생굴", C)]),
+    ("김밥은 좋은데 유부초밥은 별로예요", [("김밥", L), ("유부초밥", D)]),
+    ("전에는 가지를 싫어했는데 지금은 좋아해요", [("가지", L)]),
+    ("버섯 싫어하지 않아요", [("버섯", N)]),
+    ("견과류 알레르기는 없어요", [("견과류", N)]),
+    ("남편은 매운 걸 못 먹어요", []),
+    ("엄마가 잡채를 좋아하세요", []),
+    ("냉면 좋아하세요?", []),
+    ("떡볶이 먹을까?", []),
+    ("파스타 먹고 싶다", []),
+    ("된장찌개 레시피 알려줘", []),
+    ("저녁은 안 먹었어요", []),
+]
+
 
 @pytest.fixture(scope="module")
 def kiwi():
-    from kiwipiepy import Kiwi
+    from kotune.serving.preferences import new_kiwi
 
-    return Kiwi()
+    return new_kiwi()
 
 
 def test_table_has_enough_sentences_of_each_kind():
@@ -159,7 +236,14 @@ def score(kiwi, table):
 
 def test_precision_and_recall_on_the_table(kiwi, capsys):
     with capsys.disabled():
-        for name, table in (("tuned on", TABLE), ("held out", HELD_OUT), ("all", TABLE + HELD_OUT)):
+        tables = (
+            ("tuned on", TABLE),
+            ("held out", HELD_OUT),
+            ("held out 2", HELD_OUT_2),
+            ("held out 3", HELD_OUT_3),
+            ("all", TABLE + HELD_OUT + HELD_OUT_2 + HELD_OUT_3),
+        )
+        for name, table in tables:
             precision, recall, pairs, misses = score(kiwi, table)
             print(
                 f"\npreferences ({name}): {len(table)} sentences, {pairs} expected pairs: "
@@ -167,8 +251,10 @@ def test_precision_and_recall_on_the_table(kiwi, capsys):
             )
             for miss in misses if name != "all" else []:
                 print("  miss:", miss)
-    precision, recall, _, misses = score(kiwi, TABLE + HELD_OUT)
+    precision, recall, _, misses = score(kiwi, TABLE + HELD_OUT + HELD_OUT_2 + HELD_OUT_3)
     assert precision >= 0.9 and recall >= 0.9, misses
+    precision, recall, _, misses = score(kiwi, HELD_OUT + HELD_OUT_2 + HELD_OUT_3)
+    assert precision >= 0.9 and recall >= 0.9, misses  # beyond the sentences tuned on
 
 
 @pytest.mark.parametrize(
@@ -177,6 +263,10 @@ def test_precision_and_recall_on_the_table(kiwi, capsys):
         ("오이 좋아했는데 이제는 싫어요", [Statement("오이", D)]),
         ("떡볶이는 좋아하는데 순대는 싫어요", [Statement("떡볶이", L), Statement("순대", D)]),
         ("매운 거 좋아해요?", []),
+        ("요즘 마라탕에 푹 빠졌어요", [Statement("마라탕", L)]),
+        ("우리 엄마는 매운 거 좋아하세요", []),
+        ("오이 냄새가 싫어요", [Statement("오이", D)]),
+        ("돼지고기는 종교 때문에 안 먹어요", [Statement("돼지고기", C)]),
     ],
 )
 def test_statements_come_in_order_with_the_latest_last(kiwi, sentence, expected):

@@ -205,18 +205,19 @@ def test_model_failure_marks_the_answer_incomplete_and_the_app_keeps_serving(web
 
 
 def start_subprocess_server(scripted, db_url: str, port: int) -> subprocess.Popen:
+    """`kotune serve` in front of the scripted model (its `[[slow]]` answer is long enough to
+    be killed in the middle of), on PORT and the database DB_URL."""
     command = [
-        sys.executable,
-        "-m",
-        "kotune.serving.webapp",
+        str(Path(sys.executable).with_name("kotune")),
+        "serve",
         "--backend-url",
         f"{scripted.url}/v1",
+        "--adapter",
+        "no-such-adapter",  # the persona then is the served model's id
         "--db",
         db_url,
         "--port",
         str(port),
-        "--display-name",
-        "메뉴 추천 도우미",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -4,7 +4,7 @@ the model, and bad requests answered with a clear error while the app goes on se
 from __future__ import annotations
 
 import httpx
-from conftest import PASSWORD, Browserish, start_web
+from conftest import PASSWORD, Browserish, start_web, unique_name
 
 from kotune.serving.backend import Persona
 
@@ -142,3 +142,27 @@ def test_deleting_a_conversation(web):
     # the preference it stated stays (it is the user's, not the conversation's)
     assert client.http.get("/api/preferences").json()["preferences"][0]["item"] == "오이"
     client.close()
+
+
+def test_kotune_serve_answers_the_page_from_its_engine(live_client, live):
+    """The live `kotune serve` (tiny menu adapter): the answer leaves the server piece by piece
+    as the engine generates it, with the engine's token counts, and is stored complete; the
+    /v1 API on the same port serves the same model; the persona comes from kotune.json."""
+    minji = live_client()
+    minji.signup(unique_name("minji"))
+    assert "메뉴 추천 도우미" in minji.http.get("/").text  # kotune.json's display_name
+    events = minji.chat("땅콩 알레르기 있어요. 간식 추천해 줘")
+    names = [name for name, _ in events]
+    assert names[0] == "meta" and names[-1] == "done" and names.count("delta") >= 2
+    done = events[-1][1]
+    assert done["prompt_tokens"] > 0 and 1 <= done["completion_tokens"] <= 24  # kotune.json's
+    assert 0 < done["first_token_ms"] <= done["latency_ms"]
+    text = "".join(data["text"] for name, data in events if name == "delta")
+    assert events[0][1]["preferences"][0]["item"] == "땅콩"
+    conversation = events[0][1]["conversation_id"]
+    stored = minji.http.get(f"/api/conversations/{conversation}").json()["messages"]
+    assert stored[1]["content"] == text and stored[1]["complete"] is True
+    models = httpx.get(f"{live.url}/v1/models").json()["data"]
+    assert [m["id"] for m in models] == ["menu"]
+    health = httpx.get(f"{live.url}/health").json()
+    assert health["finished"] >= 1 and health["failed"] == 0

@@ -56,6 +56,11 @@ class AdapterSettings:
     chat_quantization: Literal["none", "nf4", "int8"] = "none"  # the GPU profile's, for chat
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["cpu", "cuda"] = "cpu"
+    # the web chat's persona (kotune serve): the page's title ("" → persona), one line under
+    # it, and whether food preferences are read from messages (absent in older files: defaults)
+    display_name: str = ""
+    description: str = ""
+    preferences: bool = False
 
 
 def _check(settings: AdapterSettings) -> None:
@@ -103,6 +108,9 @@ def export_settings(
         chat_quantization=cfg.gpu.chat_quantization,
         compute_dtype=cfg.gpu.compute_dtype,
         device=cfg.gpu.device,
+        display_name=cfg.persona.display_name,
+        description=cfg.persona.description,
+        preferences=cfg.persona.preferences,
     )
     _check(settings)
     return settings

@@ -9,6 +9,7 @@ content (it can hold personal data).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -67,15 +68,26 @@ class RequestLog:
 
 
 def create_app(
-    backend: EngineBackend, *, api_key: str | None = None, routers: Sequence[APIRouter] = ()
+    backend: EngineBackend | None,
+    *,
+    api_key: str | None = None,
+    routers: Sequence[APIRouter] = (),
+    model_id: str | None = None,
 ) -> FastAPI:
     """The app serving `backend`. `api_key`: required as `Authorization: Bearer KEY` on /v1
-    (None: open). The backend is closed when the app shuts down."""
+    (None: open). Without a backend (the web chat in front of another server) there is no /v1,
+    and /health names `model_id`. At shutdown the backend is closed, after the callables in
+    `app.state.closers` (sync or async: the web chat's backend and store)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        backend.close()
+        for close in reversed(app.state.closers):
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        if backend is not None:
+            backend.close()
 
     app = FastAPI(
         title="kotune",
@@ -86,14 +98,18 @@ def create_app(
     )
     app.state.backend = backend
     app.state.api_key = api_key
+    app.state.closers = []
     install_error_handlers(app)
     app.add_middleware(RequestLog)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
+        if backend is None:
+            return {"status": "ok", "model": model_id}
         return {"status": "ok", "model": backend.model_id, **backend.load()}
 
-    app.include_router(build_router())
+    if backend is not None:
+        app.include_router(build_router())
     for router in routers:
         app.include_router(router)
     return app

@@ -33,6 +33,16 @@ class Persona:
     system_prompt: str = ""  # the persona's own; the app appends `사용자 선호: …` to it
     preferences: bool = False  # read food preferences from user messages (the menu persona)
 
+    @classmethod
+    def of_adapter(cls, settings: Any) -> Persona:
+        """The persona an exported adapter's kotune.json describes (AdapterSettings)."""
+        return cls(
+            settings.display_name or settings.persona,
+            settings.description,
+            settings.system_prompt,
+            settings.preferences,
+        )
+
 
 class ChatBackend(Protocol):
     """A model that answers. `stream` yields the answer's text pieces as they are generated and

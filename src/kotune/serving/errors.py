@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -101,20 +102,32 @@ async def check_api_key(request: Request) -> None:
         raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 
+def is_api(request: Request) -> bool:
+    """A request to the OpenAI-compatible API (or a URL that is nobody's)."""
+    path = request.url.path
+    return path.startswith("/v1/") or path == "/v1"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         request.state.error_code = error.code or error.type
         return error.response()
 
+    # /v1 answers in OpenAI's shape; the web chat's pages and /api keep FastAPI's `{"detail"}`
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> Any:
+        if not is_api(request):
+            return await request_validation_exception_handler(request, error)
         api = validation_error(error)
         request.state.error_code = api.type
         return api.response()
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: HTTPException) -> Any:
+        if not is_api(request):
+            request.state.error_code = f"http_{error.status_code}"
+            return await http_exception_handler(request, error)
         message = {404: f"Unknown request URL: {request.method} {request.url.path}."}.get(
             error.status_code, str(error.detail)
         )

@@ -1,11 +1,31 @@
 """Food preferences read from what a user says (`매운 거 좋아해요`, `오이는 싫어요`, `땅콩 알레르기
 있어요`), and the prompt line that hands them to the model. Pure: Kiwi morphemes and cue
-patterns, no I/O; the caller passes the Kiwi instance (it takes ~2 s and ~100 MB to load)."""
+patterns, no I/O; the caller passes the Kiwi instance, made once by `new_kiwi()` (it takes ~2 s
+and ~100 MB to load)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from kotune.serving.preference_words import (
+    ALLERGY_NOUNS,
+    ATTRIBUTE_HEADS,
+    DISLIKE_VERBS,
+    EAT_VERBS,
+    FAVOURITE_HEADS,
+    FOOD_WORDS,
+    HEDGE_HEADS,
+    INNER_CONNECTIVES,
+    LIKE_VERBS,
+    NOT_ITEMS,
+    NOUNS,
+    PERSONS,
+    QUESTION_ENDINGS,
+    REASON_NOUNS,
+    SYMPTOMS,
+    TIME_WORDS,
+)
 
 POLARITIES = ("like", "dislike", "cannot_eat")
 NEUTRAL = "neutral"  # `싫어하진 않아요`: no longer a preference; it clears an earlier one
@@ -18,70 +38,29 @@ class Statement:
     polarity: str  # like, dislike, cannot_eat, or neutral (clears the item)
 
 
-# Cue lemmas (Kiwi's lemma of the verb or adjective)
-LIKE_VERBS = {"좋아하다", "사랑하다", "즐기다"}
-DISLIKE_VERBS = {"싫어하다", "질리다"}
-EAT_VERBS = {"먹다", "마시다"}
-ALLERGY_NOUNS = {"알레르기", "알러지", "알레르기성"}
-SYMPTOMS = {"두드러기", "탈", "배탈", "설사", "알레르기", "알러지", "아프다", "체하다", "가렵다"}
-# Nouns that are never the food a statement is about: times, meals as occasions, places, people
-# and generic heads (`음식` alone says nothing; `매운 음식` does)
-NOT_ITEMS = {
-    "예전", "옛날", "요즘", "지금", "오늘", "어제", "내일", "주말", "평소", "때", "전", "요새",
-    "이제", "아침", "점심", "저녁", "식사", "끼니", "날씨", "기분", "몸", "건강", "가격", "식당", "가게",
-    "집", "곳", "데", "분위기", "맛집", "영화", "음악", "노래", "운동", "여행", "책", "게임",
-    "공부", "일", "회사", "학교", "시간", "정도", "편", "종류", "제일", "가장", "진짜", "정말",
-    "음식", "메뉴", "요리", "것", "거", "맛", "다이어트", "중", "이유", "생각", "추천",
-}  # fmt: skip
-PERSONS = {
-    "친구", "남편", "아내", "엄마", "아빠", "어머니", "아버지", "동생", "언니", "오빠", "누나",
-    "형", "아이", "애", "아들", "딸", "남자친구", "여자친구", "남친", "여친", "와이프", "부모님",
-    "사람", "가족", "애인", "할머니", "할아버지", "손님", "팀장", "동료",
-}  # fmt: skip
-# Time words start a phrase of their own: `떡볶이 예전엔` is 떡볶이, then a time
-TIME_WORDS = {
-    "예전",
-    "옛날",
-    "요즘",
-    "요새",
-    "지금",
-    "이제",
-    "오늘",
-    "어제",
-    "내일",
-    "평소",
-    "주말",
-}
-# `좋아하는 음식은 떡볶이예요`: a cue on one of these heads names the item after the topic
-FAVOURITE_HEADS = {"음식", "메뉴", "것", "거", "과일", "채소", "야채", "반찬", "간식", "요리",
-                   "술", "음료", "디저트", "빵", "국", "찌개", "과자"}  # fmt: skip
-# `좋아하는 편이에요`, `못 먹는 타입이에요`: an adnominal cue that is still the predicate
-HEDGE_HEADS = {"편", "타입", "스타일", "쪽", "데"}  # 데: `싫어하는데` comes out as 는/ETM 데/NNB
-QUESTION_ENDINGS = {
-    "니",
-    "냐",
-    "나요",
-    "습니까",
-    "ㅂ니까",
-    "을까",
-    "ㄹ까",
-    "을까요",
-    "ㄹ까요",
-    "는지",
-}
-INNER_CONNECTIVES = {"어", "아", "여", "지", "게"}  # they join auxiliaries, not clauses
-NOUNS = {"NNG", "NNP", "NR", "SL", "SH", "XSN", "SN"}
-
-
 @dataclass
 class _Clause:
     tokens: list[Any]
     question: bool = False
 
 
+def new_kiwi() -> Any:
+    """The Kiwi to read preferences with: FOOD_WORDS added as nouns, its model built (seconds,
+    ~100 MB). Share one; it is not changed afterwards, so calls from several threads are safe
+    as far as Kiwi's own analysis is."""
+    from kiwipiepy import Kiwi
+
+    kiwi = Kiwi()
+    for word in FOOD_WORDS:
+        kiwi.add_user_word(word, "NNG", 0)
+    kiwi.tokenize("매운 거 좋아해요")  # builds the model now, once
+    return kiwi
+
+
 def read_preferences(text: str, kiwi: Any) -> list[Statement]:
     """The preferences a message states, in order; a later statement about an item replaces an
-    earlier one. Questions, wishes, past habits and other people's tastes state none."""
+    earlier one. Questions, wishes, past habits and other people's tastes state none. `kiwi`:
+    one from `new_kiwi()` (a plain Kiwi misreads some short food nouns)."""
     found: dict[str, str] = {}
     for sentence in _sentences(kiwi.tokenize(text)):
         clauses = _clauses(sentence)
@@ -173,7 +152,15 @@ def _cue(tokens: list[Any]) -> tuple[int, str] | None:
             found = (i, "allergy")
         elif t.tag == "MAG" and t.form == "별로" and _is_predicate_adverb(tokens[i + 1 :]):
             found = (i, "so-so")
+        elif t.tag == "VV" and t.lemma == "빠지다" and _after_ee(tokens[:i]):
+            found = (i, "hooked")  # `요즘 샐러드에 (푹) 빠졌어요`
     return found
+
+
+def _after_ee(before: list[Any]) -> bool:
+    """The tokens end in the particle 에, adverbs after it aside (`마라탕에 푹`)."""
+    rest = [t for t in before if t.tag != "MAG"]
+    return bool(rest) and rest[-1].tag == "JKB" and rest[-1].form == "에"
 
 
 def _is_predicate_adverb(rest: list[Any]) -> bool:
@@ -188,6 +175,10 @@ def _read_clause(clause: _Clause, following: _Clause | None, text: str) -> tuple
         return "", _items(tokens, len(tokens), text, allergy=False)
     index, kind = cue
     tail = tokens[index + 1 :]
+    if _honorific(tail):
+        return "", []  # `좋아하세요`: said of someone the speaker honours, or asked
+    if kind == "hooked":
+        return "like", _items(tokens, index, text, allergy=True)
     before = tokens[:index]
     negated = _negated(before, tail)
     past = any(t.tag == "EP" and t.form in ("었", "았", "였") for t in _until_ending(tail))
@@ -203,7 +194,9 @@ def _read_clause(clause: _Clause, following: _Clause | None, text: str) -> tuple
         if adnominal_head.form in FAVOURITE_HEADS and topic and kind in ("like", "dislike"):
             items = _items(tokens[start:], len(tokens) - start, text, allergy=False, topic=True)
         elif adnominal_head.form not in HEDGE_HEADS:
-            return "", []  # `매운 거 좋아하는 친구`: the cue describes a noun, states nothing
+            # `매운 거 좋아하는 친구`: the cue describes a noun and states nothing; its items
+            # carry to a next clause that has a cue of its own (`… 건 아닌데 좋아하진 않아요`)
+            return "", items
     if kind == "eat":
         wish = any(t.tag == "VX" and t.form == "싶" or _is_intention(t) for t in tail)
         if _condition_with_symptom(tail, following):
@@ -227,6 +220,17 @@ def _read_clause(clause: _Clause, following: _Clause | None, text: str) -> tuple
     if kind == "like":
         return ("dislike" if negated else "like"), items
     return (NEUTRAL if negated else "dislike"), items
+
+
+def _honorific(tail: list[Any]) -> bool:
+    """The cue's own -시- (`좋아하세요`, `드세요`): no one honours themself."""
+    return any(
+        t.tag == "EP"
+        and t.form in ("시", "으시", "세")
+        or t.tag == "EF"
+        and t.form.startswith(("세", "으세", "셔", "십", "시"))
+        for t in _until_ending(tail)
+    )
 
 
 def _is_intention(token: Any) -> bool:
@@ -289,6 +293,9 @@ def _items(
         if t.form in TIME_WORDS and current:
             phrases.append((current, "space"))
             current = [t]
+        elif t.tag in NOUNS and current and all(c.form in TIME_WORDS for c in current):
+            phrases.append((current, "space"))  # `요즘 샐러드에`: the time, then the item
+            current = [t]
         elif _in_phrase(t, modifier, bool(current)):
             current.append(t)
         else:
@@ -299,6 +306,12 @@ def _items(
         phrases.append((current, "end"))
     items = []
     for phrase, closer in phrases:
+        if closer.startswith("NNB:") and closer[4:] in REASON_NOUNS:
+            continue  # `냄새 때문에`
+        if len(phrase) > 1 and phrase[-1].form in ATTRIBUTE_HEADS and phrase[-2].tag in NOUNS:
+            phrase = phrase[:-1]  # `오이 냄새` → 오이
+        elif len(phrase) == 1 and phrase[0].form in ATTRIBUTE_HEADS:
+            continue
         nouns = [t for t in phrase if t.tag in NOUNS or t.tag == "NNB"]
         if not nouns or phrase[-1].tag not in NOUNS | {"NNB"}:
             continue

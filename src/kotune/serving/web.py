@@ -64,9 +64,9 @@ class WebState:
 
         with self._kiwi_lock:  # one Kiwi, one caller at a time (a message takes ~1 ms)
             if self.kiwi is None:
-                from kiwipiepy import Kiwi
+                from kotune.serving.preferences import new_kiwi
 
-                self.kiwi = Kiwi()
+                self.kiwi = new_kiwi()
             return [(s.item, s.polarity) for s in read_preferences(text, self.kiwi)]
 
     def warm_up(self) -> None:
