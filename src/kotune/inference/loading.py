@@ -237,11 +237,9 @@ def prepare_for_lora(
     return model
 
 
-def load_for_training(cfg: Any, base_dir: Path) -> tuple[Any, Any, list[str]]:
-    """The train stage's model: the base of models/base for the GPU profile, prepared, with
-    fresh LoRA adapters on the model's targets. Returns (model, tokenizer, targets)."""
-    gpu = cfg.gpu
-    sharded = gpu.distributed == "fsdp"
+def load_profile_base(gpu: Any, base_dir: Path, sharded: bool = False) -> tuple[Any, Any]:
+    """The base of models/base loaded as the GPU profile trains it (quantization, compute dtype,
+    device, attention). Returns (model, tokenizer)."""
     location, revision = base_location(base_dir)
     tokenizer = load_tokenizer(location, revision)
     model = load_model(
@@ -254,6 +252,15 @@ def load_for_training(cfg: Any, base_dir: Path) -> tuple[Any, Any, list[str]]:
         double_quant=gpu.double_quant,
         sharded=sharded,
     )
+    return model, tokenizer
+
+
+def load_for_training(cfg: Any, base_dir: Path) -> tuple[Any, Any, list[str]]:
+    """The train stage's model: the base of models/base for the GPU profile, prepared, with
+    fresh LoRA adapters on the model's targets. Returns (model, tokenizer, targets)."""
+    gpu = cfg.gpu
+    sharded = gpu.distributed == "fsdp"
+    model, tokenizer = load_profile_base(gpu, base_dir, sharded)
     # FSDP: no fp32 upcast of norms and embeddings (one float type per FSDP unit)
     model = prepare_for_lora(
         model,
@@ -287,16 +294,5 @@ def attach_adapter(model: Any, adapter_dir: str | Path, merge: bool) -> Any:
 def load_trained(cfg: Any, base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
     """evaluate's model: the base as it was trained (same quantization) with the checkpoint's
     adapter on top, unmerged. Returns (model, tokenizer)."""
-    gpu = cfg.gpu
-    location, revision = base_location(base_dir)
-    tokenizer = load_tokenizer(location, revision)
-    model = load_model(
-        location,
-        revision,
-        quantization=gpu.quantization,
-        compute_dtype=gpu.compute_dtype,
-        device=gpu.device,
-        attention=gpu.attention,
-        double_quant=gpu.double_quant,
-    )
+    model, tokenizer = load_profile_base(cfg.gpu, base_dir)
     return attach_adapter(model, adapter_dir, merge=False), tokenizer
