@@ -51,6 +51,9 @@ class Terminal:
     def __init__(self, *argv: str) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: its stdin/stdout are the terminal
+            # Ctrl-C as a terminal's foreground job gets it, also where the test runner was
+            # started with SIGINT ignored (a shell's background job passes that on)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execv(KOTUNE, [KOTUNE, *argv])
         self.output = b""
 

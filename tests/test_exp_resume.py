@@ -98,6 +98,9 @@ def test_ctrl_c_in_dvc_exp_run_and_the_same_command_again_resumes(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # with SIGINT handled, also where the test runner was started with it ignored (make
+        # keeps an ignored SIGINT ignored and would end with its child's error instead)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     kept = repo / "models" / "unfinished" / "checkpoint-2" / "trainer_state.json"
     deadline = time.monotonic() + 900

@@ -294,7 +294,7 @@ def test_run_times_are_in_the_timing_files_and_in_no_declared_output(project):
     assert base["machine"]["cpu_cores"] >= 1 and train["machine"]["torch"]
     ignored = sh("git", "check-ignore", "metrics/timing/train.json", cwd=project).stdout
     assert ignored.strip() == "metrics/timing/train.json"  # git-ignored, as it changes every run
-    assert "metrics/timing" not in (project / "dvc.lock").read_text(encoding="utf-8")
+    assert "path: metrics/timing" not in (project / "dvc.lock").read_text(encoding="utf-8")
 
 
 def test_a_forced_rerun_gives_byte_identical_data(project):

@@ -50,9 +50,15 @@ def has_avx2() -> bool:
 def pin_cpu_math() -> bool:
     """Make CPU float math bit-identical across x86-64 CPUs with AVX2 (DETERMINISTIC_CPU_ENV);
     call before torch is imported. Elsewhere (ARM, no AVX2) only the thread count is pinned and
-    the bits are that kind of CPU's. Returns whether the code paths were pinned."""
+    the bits are that kind of CPU's. Returns whether this process's code paths were pinned
+    (False too when torch was imported before the call)."""
     if "torch" in sys.modules:
-        raise RuntimeError("pin_cpu_math() must run before torch is imported")
+        # too late for this process (something loaded torch first: a sitecustomize hook, an
+        # embedding program); its child processes (torchrun's, accelerate's workers) still get
+        # the pinned paths, and the caller learns that this one is not pinned
+        if has_avx2():
+            os.environ.update(DETERMINISTIC_CPU_ENV)
+        return False
     if not has_avx2():
         os.environ.update({k: v for k, v in DETERMINISTIC_CPU_ENV.items() if "THREADS" in k})
         return False

@@ -148,6 +148,10 @@ def test_two_processes_train_like_one_with_the_same_effective_batch(
 # middle of the run however loaded the machine is. The wait changes no number. SIGINT is
 # handled as in a terminal (a shell's background job starts with it ignored, and so would these).
 HOLD_AFTER_CHECKPOINT_2 = """
+from kotune.reproducible import pin_cpu_math
+
+pin_cpu_math()  # as the stage does, before transformers brings torch in
+
 import signal
 import time
 import transformers

@@ -23,6 +23,11 @@ import pytest
 from safetensors.torch import load_file
 from test_qlora import ROOT, STAGE, tiny_project, train
 
+# first in every process, as the stage does before torch loads (the hooks below bring it in)
+PIN = """
+from kotune.reproducible import pin_cpu_math
+pin_cpu_math()
+"""
 FSDP_ON_CPU = """
 import os
 if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
@@ -90,7 +95,7 @@ REL = 1e-4
 def hooks(tmp_path):
     folder = tmp_path / "hooks"
     folder.mkdir(exist_ok=True)
-    (folder / "sitecustomize.py").write_text(FSDP_ON_CPU + HOLD_AFTER_CHECKPOINT_2)
+    (folder / "sitecustomize.py").write_text(PIN + FSDP_ON_CPU + HOLD_AFTER_CHECKPOINT_2)
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
 
 

@@ -28,6 +28,8 @@ BUDGET = [
 # SIGINT handled as in a terminal: a shell's background job (nohup …  &) starts with it
 # ignored, and so would this child.
 SLOW_STAGE = (
+    "from kotune.reproducible import pin_cpu_math\n"
+    "pin_cpu_math()  # as the stage does, before transformers brings torch in\n"
     "import runpy, signal, sys, time, transformers\n"
     "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "step = transformers.Trainer.training_step\n"
