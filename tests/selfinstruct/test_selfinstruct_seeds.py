@@ -52,6 +52,9 @@ GOOD = {"id": "t1", "name": "n", "instruction": "간식 추천해 줘", "instanc
         (json.dumps(GOOD) + "\n{broken\n", "seeds.json:2: invalid JSON"),
         ("[1, 2", "seeds.json:1: invalid JSON at column 6"),
         ("[]", "no seed tasks"),
+        ("[\n" + json.dumps({**GOOD, "instruction": None}) + "\n]", "field 'instruction' must be a string, got null"),
+        ("[\n" + json.dumps({**GOOD, "instances": [None]}) + "\n]", "instances[0] must be an object, got null"),
+        ("[\n[1]\n]", "a seed task must be an object, got an array"),
     ],
 )  # fmt: skip
 def test_a_bad_seed_file_names_the_line_and_the_field(tmp_path, content, message):

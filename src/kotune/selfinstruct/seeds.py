@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kotune.errors import DataError
+from kotune.records import json_type
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _text(item: dict[str, Any], key: str, where: str, *, empty_ok: bool = False)
         raise DataError(f"{where}: missing field '{key}'")
     value = item[key]
     if not isinstance(value, str):
-        raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__}")
+        raise DataError(f"{where}: field '{key}' must be a string, got {json_type(value)}")
     if not empty_ok and not value.strip():
         raise DataError(f"{where}: field '{key}' is empty")
     return value.strip()
@@ -94,7 +95,7 @@ def _text(item: dict[str, Any], key: str, where: str, *, empty_ok: bool = False)
 
 def parse_seed_task(item: Any, where: str) -> SeedTask:
     if not isinstance(item, dict):
-        raise DataError(f"{where}: a seed task must be an object, got {type(item).__name__}")
+        raise DataError(f"{where}: a seed task must be an object, got {json_type(item)}")
     task_id = item.get("id")
     if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or str(task_id) == "":
         raise DataError(f"{where}: field 'id' must be a non-empty string")
@@ -106,7 +107,7 @@ def parse_seed_task(item: Any, where: str) -> SeedTask:
     for index, instance in enumerate(instances):
         at = f"{where}: instances[{index}]"
         if not isinstance(instance, dict):
-            raise DataError(f"{at} must be an object, got {type(instance).__name__}")
+            raise DataError(f"{at} must be an object, got {json_type(instance)}")
         parsed.append(
             Task(
                 _text(item, "instruction", where),
