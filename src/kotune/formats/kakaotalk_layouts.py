@@ -125,13 +125,12 @@ class Layout:
 
 def _layout(name: str, stamp: str, days: str, style: str, notice: str | None, *, bracket=False):
     """`days`: every day line the parser accepts; `style`: the ones this client writes."""
-    if bracket:  # [speaker] [time] text
+    if bracket:  # [speaker] [time] text; a notice: no speaker (`[] [20:35] …`) or a bare line
         msg = rf"\[(?P<speaker>.+?)\] \[{stamp}\](?: |$)"
+        notice = r"\[\] \[" + re.sub(r"\(\?P<\w+>", "(?:", stamp) + r"\](?: |$)"
     else:  # stamp, speaker : text
         msg = rf"{stamp}, (?P<speaker>.+?) :(?: |$)"
-    parts = [rf"(?P<msg>{msg})", rf"(?P<day>{days})[ \t]*$"]
-    if notice:
-        parts.append(rf"(?P<notice>{notice})")
+    parts = [rf"(?P<msg>{msg})", rf"(?P<day>{days})[ \t]*$", rf"(?P<notice>{notice})"]
     return Layout(
         name,
         re.compile("^(?:" + "|".join(parts) + ")", re.MULTILINE),
@@ -139,7 +138,7 @@ def _layout(name: str, stamp: str, days: str, style: str, notice: str | None, *,
         re.compile(rf"^(?:{style})[ \t]*$"),
         re.compile(rf"(?:{days})[ \t]*$"),  # .match(text, start, end) anchors it
         dated=stamp.startswith("(?P<date>") or ", (?P<date>" in stamp,
-        bare_notices=notice is None,
+        bare_notices=bracket,
     )
 
 
@@ -149,6 +148,10 @@ _KO_DAYS = rf"-* ?(?P<ddate>{KO_DATE}|{DOT_DATE})(?:,? {TIME}|,? {KO_WEEKDAY})? 
 _EN_DAYS = rf"-* ?(?:{EN_WEEKDAY},? )?(?P<ddate>{EN_DATE})(?:(?:,| at) {TIME})? ?-*"
 _ANY_DAYS = (
     rf"-* ?(?:{EN_WEEKDAY},? )?(?P<ddate>{KO_DATE}|{DOT_DATE}|{EN_DATE})(?:,? {KO_WEEKDAY})? ?-*"
+)
+# PC day lines always carry their dashes: a date someone typed on a line of its own is text
+_PC_DAYS = (
+    rf"-+ ?(?:{EN_WEEKDAY},? )?(?P<ddate>{KO_DATE}|{DOT_DATE}|{EN_DATE})(?:,? {KO_WEEKDAY})? ?-+"
 )
 
 LAYOUTS = (
@@ -204,7 +207,7 @@ LAYOUTS = (
     _layout(
         "pc_ko",
         rf"(?:(?P<date>{KO_DATE}|{DOT_DATE}|{ISO_DATE}),? )?(?P<time>{TIME})",
-        _ANY_DAYS,
+        _PC_DAYS,
         rf"-+ ?{_KO_WEEK_DAY} ?-+",
         None,
         bracket=True,
@@ -213,7 +216,7 @@ LAYOUTS = (
     _layout(
         "pc_en",
         rf"(?:(?P<date>{EN_DATE}),? )?(?P<time>{TIME})",
-        _ANY_DAYS,
+        _PC_DAYS,
         rf"-+ ?{_EN_WEEK_DAY} ?-+",
         None,
         bracket=True,
@@ -224,10 +227,14 @@ LAYOUTS_BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
 # The first lines of an export, before its first message (counted as header lines).
 HEADERS = re.compile(
-    r"^(?:.+ ?님과의? 카카오톡 대화|.+과 카카오톡 대화(?:-\d+)?(?:\.txt)?|"
+    r"^(?:.+ ?카카오톡 대화(?:-\d+)?(?:\.txt)?|"  # 민지 님과(의) …, 스터디방 (4명)과 …, a room's name
     r"KakaoTalk Chats with .+|.+ with KakaoTalk Chats|Talk_.+\.txt|KakaoTalk_?.+\.txt|"
     r"저장한 날짜 ?: ?.+|(?:Date Saved|Saved Date|Saved on) ?: ?.+)[ \t]*$"
 )
+
+# The line that says when an export was saved (also found mid-file, where exports were pasted
+# one after another: with the title line before it, it is dropped there).
+SAVED = re.compile(r"^(?:저장한 날짜|Date Saved|Saved Date|Saved on) ?: ?.+$", re.MULTILINE)
 
 CSV_HEADERS = ({"date", "user", "message"}, {"날짜", "사용자", "메시지"})
 

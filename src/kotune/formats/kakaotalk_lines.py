@@ -8,7 +8,14 @@ from collections import Counter
 
 from kotune.errors import DataError
 from kotune.formats.kakaotalk_content import is_notice
-from kotune.formats.kakaotalk_layouts import HEADERS, Layout, parse_date, parse_time, read_csv_rows
+from kotune.formats.kakaotalk_layouts import (
+    HEADERS,
+    SAVED,
+    Layout,
+    parse_date,
+    parse_time,
+    read_csv_rows,
+)
 
 # A message: (seconds since 0001-01-01, speaker, text). Tuples: an export has millions.
 Message = tuple[int, str, str]
@@ -63,6 +70,29 @@ def _drop_bare_notices(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
+def _drop_headers(body: str, counts: Counter) -> str:
+    """Exports pasted one after another: a later export's header lines (its title and `저장한
+    날짜 : …`) are no part of the message they follow."""
+    lines = body.split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if SAVED.match(line):
+            if len(kept) > 1 and HEADERS.match(kept[-1]):  # the title line before it
+                kept.pop()
+            continue
+        kept.append(line)
+    counts["header_lines"] += len(lines) - len(kept)
+    return "\n".join(kept)
+
+
+def _continues(rest: str, layout: Layout) -> bool:
+    """Whether `rest`, the lines after a day line up to the next message or notice, holds text:
+    a real day line is followed by a message at once, so the `day line` was typed in one."""
+    return any(
+        line.strip() and not (layout.bare_notices and is_notice(line)) for line in rest.split("\n")
+    )
+
+
 def day_before(text: str, pos: int, layout: Layout) -> int | None:
     """The date of the last day line before `pos` (a shard starting mid-file needs it)."""
     end = pos - 1
@@ -70,7 +100,9 @@ def day_before(text: str, pos: int, layout: Layout) -> int | None:
         start = text.rfind("\n", 0, end) + 1
         m = layout.day_line.match(text, start, end)
         if m:
-            return parse_date(m.group("ddate"))
+            following = layout.lines.search(text, end + 1)
+            if not _continues(text[end : following.start() if following else pos], layout):
+                return parse_date(m.group("ddate"))
         end = start - 1
     return None
 
@@ -102,6 +134,8 @@ def parse_text_export(
             if "\n" in body:
                 if layout.bare_notices:
                     body = _drop_bare_notices(body, counts)
+                if SAVED.search(body):
+                    body = _drop_headers(body, counts)
                 continued += body.count("\n")
             # the common case inline (an export has millions of lines); stamp_of says what is wrong
             date, time, speaker = (
@@ -121,18 +155,30 @@ def parse_text_export(
             messages.append((stamp, speaker, body))
         else:
             rest = text[m.end() : stop]
+            if SAVED.search(rest):
+                rest = _drop_headers(rest, counts)
             if kind == "day":
                 try:
-                    day = parse_date(m.group("ddate"))
+                    new_day = parse_date(m.group("ddate"))
                 except ValueError as error:
                     raise DataError(f"{source}:{_lineno(text, m.start())}: {error}") from None
+                if messages and (_continues(rest, layout) or (day and new_day < day)):
+                    # a date typed on a line of its own inside a message: exports go forward,
+                    # and a day line is followed by a message at once
+                    _append(messages, text[m.start() : stop], counts)
+                    m = following
+                    continue
+                day = new_day
                 counts["day_lines"] += 1
-            else:
+            else:  # a notice; the lines after it, up to the next message, are the notice's
                 counts["skipped_system_notices"] += 1
-                rest = rest.split("\n", 1)[1] if "\n" in rest else ""
+                more = sum(1 for line in rest.split("\n")[1:] if line.strip())
+                if more:
+                    counts["skipped_notice_lines"] += more
+                rest = ""
             if layout.bare_notices and rest.strip():
                 rest = _drop_bare_notices("\n" + rest.lstrip("\n"), counts)
-            if rest.strip():  # lines after a day line or notice that are no new message
+            if rest.strip():  # lines after a day line that are no new message
                 _append(messages, rest.lstrip("\n"), counts)
         m = following
     counts["continuation_lines"] += continued
