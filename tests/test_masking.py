@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 from kotune.masking import Pseudonyms, leak_report, mask_text, people, speaker_names
@@ -80,3 +81,18 @@ def test_kotune_mask_is_line_for_line():
     )
     spans = [json.loads(line) for line in result.stdout.splitlines()]
     assert spans == [[{"start": 3, "end": 16, "kind": "PHONE", "confidence": 1.0}], []]
+
+
+def test_kotune_mask_reads_decomposed_hangul():
+    """NFD text (macOS, some exports) hides every cue word and name until it is NFC again."""
+    kotune = str(Path(sys.executable).with_name("kotune"))
+    nfd = unicodedata.normalize("NFD", "민지야 여권번호 M12345678, 우편번호 04524\n")
+    result = subprocess.run(
+        [kotune, "mask", "--names", unicodedata.normalize("NFD", "민지")],
+        input=nfd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "<PERSON1>야 여권번호 <PASSPORT>, 우편번호 <ZIPCODE>\n"

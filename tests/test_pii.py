@@ -35,6 +35,15 @@ FOUND = {
         ("집은 02-345-6789", "집은 <PHONE>"),
         ("031)123-4567 사무실", "<PHONE> 사무실"),
         ("070-1234-5678", "<PHONE>"),
+        ("0505-123-4567로 전화", "<PHONE>로 전화"),  # 050x: personal and shop relay numbers
+        ("안심번호 0507-1234-5678", "안심번호 <PHONE>"),
+        ("010–2345–6789", "<PHONE>"),  # en dashes, as pasted from a document
+        ("+82-2-345-6789", "<PHONE>"),  # a landline written for abroad
+        ("(02) 345-6789", "<PHONE>"),
+        ("(010)2345-6789", "<PHONE>"),
+        ("82-10-2345-6789", "<PHONE>"),
+        ("0313456789 사무실", "<PHONE> 사무실"),  # a landline without separators
+        ("번호는010-2345-6789이야", "번호는<PHONE>이야"),
     ],
     "RRN": [
         ("주민번호 900101-1234567", "주민번호 <RRN>"),
@@ -43,21 +52,32 @@ FOUND = {
         ("9001011234567", "<RRN>"),
         ("주민번호 900101.1234567", "주민번호 <RRN>"),  # written with a dot
         ("900101 - 1234567 맞아?", "<RRN> 맞아?"),
+        ("주민등록번호는 123456-1234567입니다", "주민등록번호는 <RRN>입니다"),  # no date: the cue
+        ("주민번호 앞자리 900101", "주민번호 앞자리 <RRN>"),
+        ("900101-*******", "<RRN>"),
+        ("900101–1234567", "<RRN>"),
     ],
     "CARD": [
         ("카드 4111 1111 1111 1111", "카드 <CARD>"),
         ("아멕스 3782-822463-10005", "아멕스 <CARD>"),
+        ("카드번호: 1234-5678-9012-3456", "카드번호: <CARD>"),  # after its name: any check digit
+        ("신용카드: 9430-8212-3456-2390", "신용카드: <CARD>"),
+        ("card number 1234 5678 9012 3456", "card number <CARD>"),
     ],
     "ACCOUNT": [
         ("국민은행 123456-01-234567로 보내줘", "국민은행 <ACCOUNT>로 보내줘"),
         ("내 계좌 110-123-456789", "내 계좌 <ACCOUNT>"),
         ("토스로 3333012345678 입금", "토스로 <ACCOUNT> 입금"),
         ("국민 110-12-34567 입금해줘", "국민 <ACCOUNT> 입금해줘"),  # 3-2-5 but no 사업자 checksum
+        ("농협 302-1234-5678-91로 보내", "농협 <ACCOUNT>로 보내"),
+        ("카카오뱅크 3333-01-2345678", "카카오뱅크 <ACCOUNT>"),
     ],
     "EMAIL": [("minji.kim94@example.com 으로 메일", "<EMAIL> 으로 메일")],
     "URL": [
         ("https://blog.example.com/post/12에서 봤어", "<URL>에서 봤어"),
         ("www.example.org 참고", "<URL> 참고"),
+        ("인스타 instagram.com/minji_kim94 팔로우해", "인스타 <URL> 팔로우해"),  # no https://
+        ("blog.naver.com/hanbit88 놀러와", "<URL> 놀러와"),
     ],
     "ADDRESS": [
         ("서울 마포구 성미산로12길 34, 101동 1203호", "<ADDRESS>"),
@@ -79,12 +99,21 @@ FOUND = {
         ("1600 Amphitheatre Parkway, Mountain View, CA 94043", "<ADDRESS>"),
         ("221B Baker Street, London 살았던 데", "<ADDRESS> 살았던 데"),
         ("I live at 350 Fifth Avenue, Apt 4B, New York, NY 10118", "I live at <ADDRESS>"),
+        ("우리 집 주소는 성미산로 34야", "우리 집 주소는 <ADDRESS>야"),  # 주소 before a bare road
+        ("래미안 101-1203", "<ADDRESS>"),  # 동-호 written with a dash after the building
+        ("B동 1203호", "<ADDRESS>"),
+        ("서울특별시 강남구 테헤란로 152 한빛센터 20층", "<ADDRESS>"),
+        ("경기도 성남시 분당구 판교역로 235, 한빛스퀘어 N동 8층", "<ADDRESS>"),
+        ("서울시 관악구 신림동 산 56-1", "<ADDRESS>"),  # a mountain lot (산)
     ],
     "PERSON": [
         ("@민지 이거 봐", "<PERSON1> 이거 봐"),
         ("민지야 뭐해", "<PERSON1>야 뭐해"),
         ("준호랑 갔어", "<PERSON2>랑 갔어"),
         ("김민지 씨", "<PERSON1> 씨"),
+        ("인스타 @minji.kim_94", "인스타 <PERSON3>"),  # a handle with a dot, whole
+        ("신한 110-123-456789 예금주 홍길동", "신한 <ACCOUNT> 예금주 <PERSON3>"),
+        ("성명: 박서연입니다", "성명: <PERSON3>입니다"),
     ],
     "BUSINESS_ID": [
         ("사업자등록번호 220-81-62517", "사업자등록번호 <BUSINESS_ID>"),  # checksum valid
@@ -103,6 +132,7 @@ FOUND = {
         ("여권 M789C1234 만료", "여권 <PASSPORT> 만료"),
         ("M789C1234 로 예약했어", "<PASSPORT> 로 예약했어"),  # the 2021 shape: letter 3 letter 4
         ("passport number: S98765432", "passport number: <PASSPORT>"),
+        ("PASSPORT NO. M12345678", "PASSPORT NO. <PASSPORT>"),
     ],
     "DRIVER_LICENSE": [
         ("운전면허 13-22-123456-12", "운전면허 <DRIVER_LICENSE>"),
@@ -125,12 +155,14 @@ FOUND = {
         ("생년월일 880721", "생년월일 <BIRTHDATE>"),
         ("생일은 7월 21일", "생일은 <BIRTHDATE>"),
         ("DOB 07/21/1988", "DOB <BIRTHDATE>"),
+        ("88.07.21생", "<BIRTHDATE>"),
     ],
     "ZIPCODE": [
         ("우편번호 04524", "우편번호 <ZIPCODE>"),
         ("(우) 04524 서울", "(우) <ZIPCODE> 서울"),
         ("우편번호: 135-080", "우편번호: <ZIPCODE>"),
         ("zip code 94043", "zip code <ZIPCODE>"),
+        ("우편번호(04524)", "우편번호(<ZIPCODE>)"),
     ],
     "IP": [
         ("접속 IP 211.234.10.5", "접속 IP <IP>"),
@@ -175,6 +207,18 @@ SURVIVES = {
         "3. 라멘이나 우동\n4. 김밥", "중식 코스 요리\n4. 이탈리안", "https가 뭐야",
         "M사이즈 2개", "Top 10 Drive tips", "여권 사진 찍었어", "생일 축하해", "우편으로 보내",
         "면허 따는 중", "사업자 냈어",
+    ],
+    "scores, ranges and symbols": [
+        "3.5.1 업데이트", "2:1로 이김", "10-20-30 법칙", "5-3으로 졌어", "2024–03–01",
+        "(1) 첫째 (2) 둘째", "(010) 이라고 써", "1234-5678", "3-4-5 삼각형", "100-200명",
+        "123-456", "2024-1234567", "20-30대", "82학번 10명", "1:1 문의", "월 200-300", "24/7",
+        "버전 82.10.1234", "24.03.01 생방송", "가격 19,900원 (정가 25,000원)",
+    ],
+    "cue words with no number after them": [
+        "주민 150000명이 사는 동네", "주민센터 123456", "수령인 이름 적어줘", "예금주 확인해줘",
+        "성명서 발표", "카드 할부 3개월", "체크카드로 12,000원 결제", "신용카드 혜택 5%",
+        "카드번호 몰라", "주소 알려줄게", "래미안 모델하우스 10-20분", "A동 로비", "지하 1층 B동",
+        "부산행 KTX 12호차", "303호 강의실에서",
     ],
 }  # fmt: skip
 

@@ -27,30 +27,44 @@ _REGION = (
 )
 _CITY = r"[가-힣]{1,6}(?:시|군|구|읍|면)"
 _ROAD = r"[가-힣0-9○]{1,12}(?:로|길)"
-_BUILDING = (  # a building's name and its kind: 한빛타워, 래미안, 한빛빌, 행복원룸
-    r"[가-힣A-Za-z0-9○]{0,12}(?:빌라|빌딩|빌|아파트|맨션|타워|오피스텔|하이츠|캐슬|자이|푸르지오|"
-    r"래미안|아이파크|힐스테이트|팰리스|레지던스|하우스|주택|연립|원룸|기숙사|생활관|고시원|고시텔)"
-)
-_UNIT = r"(?:\d{1,4}동[ \t]?)?\d{1,5}호"
-# after the address's own parts: a building, 동/호, a floor (…로 97 한빛타워 1804호)
-_TAIL = rf"(?:[ \t]?,?[ \t]?(?:{_BUILDING}(?:[ \t]?{_UNIT})?|{_UNIT}|\d{{1,3}}층))*"
+_BUILDINGS = (
+    "빌라", "빌딩", "빌", "아파트", "맨션", "타워", "오피스텔", "하이츠", "캐슬", "자이", "푸르지오",
+    "래미안", "아이파크", "힐스테이트", "팰리스", "레지던스", "하우스", "주택", "연립", "원룸",
+    "기숙사", "생활관", "고시원", "고시텔", "센터", "스퀘어", "플라자", "프라자", "타운", "빌리지",
+    "하임", "오피스",
+)  # fmt: skip
+# a building's name and its kind: 한빛타워, 래미안, 한빛빌, 행복원룸
+_BUILDING = rf"[가-힣A-Za-z0-9○]{{0,12}}(?:{'|'.join(_BUILDINGS)})"
+_DONG = r"(?:\d{1,4}|[A-Z])동"  # an apartment block: 101동, B동
+_UNIT = rf"(?:{_DONG}[ \t]?)?\d{{1,5}}호"
 # after an address number: the end, punctuation or space, or a particle (에, 에서, 으로, 쪽 …);
 # not another syllable (`을지로 3가` is a place, `학교로 5분` a duration)
-_AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번])"
+_AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번야이입])"
+# after the address's own parts: a building, 동/호, a floor (…로 97 한빛타워 1804호)
+# (래미안 101-1203: block and unit written with a dash after a building's name)
+_TAIL = (
+    rf"(?:[ \t]?,?[ \t]?(?:{_BUILDING}(?:[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER}))?|{_UNIT}|"
+    rf"(?:{_DONG}[ \t]?)?\d{{1,3}}층))*"
+)
 _ROAD_PART = rf"{_ROAD}[ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:[ \t]?번?길[ \t]?\d{{1,5}})?{_AFTER_NUMBER}"
-_LOT_PART = rf"[가-힣○]{{1,8}}[동리][ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
+_LOT_PART = (
+    rf"[가-힣○]{{1,8}}[동리][ \t]?(?:산[ \t]?)?\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
+)
 # a street section and a lot number: 을지로 3가 12-3, 명동2가 54-1번지
 _SECTION_PART = rf"[가-힣○]{{1,10}}(?:로|동)[ \t]?\d{{1,2}}가[ \t]\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
 _ADDRESS = re.compile(
     rf"(?P<ADDRESS>(?:{_REGION}[ \t]?)?(?:{_CITY}[ \t])*"
-    rf"(?:(?:{_ROAD_PART}|{_SECTION_PART}|{_LOT_PART}){_TAIL}|{_BUILDING}[ \t]?{_UNIT}|"
-    rf"\d{{1,4}}동[ \t]?\d{{1,5}}호))"
+    rf"(?:(?:{_ROAD_PART}|{_SECTION_PART}|{_LOT_PART}){_TAIL}|"
+    rf"{_BUILDING}[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER})|{_DONG}[ \t]?\d{{1,5}}호))"
     # what is left of an address when the rest was not written: a unit, a building number, a lot
     rf"|(?P<UNIT>(?<![\d.,-])\d{{2,5}}호(?![선실기차점관수봉갱\d]))"
     rf"|(?P<BLOCK>(?<![\d가-힣.,-])\d{{3,4}}동(?=$|[ \t,.!?]|에|앞|쪽|으로|입구))"
     rf"|(?P<LOT>(?<![\d-])\d{{1,5}}-\d{{1,5}}번지)"
 )
-_ADDRESS_HINT = re.compile(r"[로길동리가][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)")
+_ADDRESS_HINT = re.compile(
+    r"[로길동리가산][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)"
+    rf"|[{''.join({kind[-1] for kind in _BUILDINGS})}][ \t]?\d{{1,4}}-\d"  # 래미안 101-1203
+)
 # rooms, lines, typhoons and gazette numbers that are not where anyone lives
 _NOT_A_HOME_BEFORE = re.compile(
     r"(?:제|태풍|강의실|회의실|교실|열람실|실습실|병실|진료실|법정)[ \t]?$"
@@ -80,34 +94,44 @@ _REGIONS_SHORT = (
     "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
 )
 
+_D = "[-\u2010\u2011\u2013\u2014\uff0d]"
+# the endings of the sites people share a profile or page of without `https://` (a path follows)
+_TLD = r"(?:com|net|org|kr|io|me|ly|gl|be|tv|co|app|dev|so|page|link|site|info|blog)"  # a dash as typed or pasted: -, ‐, –, —, －
+
 # One alternation, one pass over the text; the first group that matches names the kind. Every
 # alternative starts with a digit, a Latin letter, @ or +: the lookahead lets the engine skip
 # every Hangul syllable at once (5× faster on chat text) — region names before a plate or licence
 # number are the exception, and are listed in it.
 _PATTERN = re.compile(
-    rf"(?=[0-9A-Za-z@+._%-]|{_REGIONS_SHORT})(?:"
+    rf"(?=[0-9A-Za-z@+._%(-]|{_REGIONS_SHORT})(?:"
     + "|".join(
         [
             r"(?P<EMAIL>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
             # a URL stops at Hangul: particles are glued on (`https://a.kr/x에서`)
-            r"(?P<URL>(?:https?://|www\.)[^\s가-힣<>\"']+)",
+            r"(?P<URL>(?:https?://|www\.)[^\s가-힣<>\"']+|"
+            rf"(?<![\w@.-])(?:[A-Za-z0-9-]+\.)+{_TLD}/[^\s가-힣<>\"']+)",
             # 운전면허번호 AA-BB-CCCCCC-DD: AA a region code (11–28), or the region's name
             rf"(?P<DRIVER_LICENSE>(?<![\d-])(?:(?:1[1-9]|2[0-8])-|(?:{_REGIONS_SHORT})[ \t]?)"
             r"\d{2}-\d{6}-\d{2}(?![\d-]))",
             # 주민/외국인등록번호 YYMMDD-GNNNNNN (also with a dot or a space, or starred)
-            r"(?P<RRN>(?<![\d-])\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?[-.]?[ \t]?"
-            r"[1-8](?:\d{6}|\*{6})(?![\d*]))",
+            rf"(?P<RRN>(?<![\d-])\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?(?:{_D}|\.)?[ \t]?"
+            r"(?:[1-8](?:\d{6}|\*{6})|\*{7})(?![\d*]))",
             r"(?P<CORPORATE_ID>(?<![\d-])\d{6}-\d{7}(?![\d-]))",
             r"(?P<BUSINESS_ID>(?<![\d-])\d{3}-\d{2}-\d{5}(?![\d-]))",
             r"(?P<CARD>(?<![\d-])(?:\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5})(?![\d-]))",
-            r"(?P<MOBILE>(?<![\d+])(?:\+82[- .]?\(?0?\)?1[016789]|01[016789])[- .]?\d{3,4}[- .]?\d{4}(?!\d))",
-            r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?[ \t]?\d{3,4}[- .]\d{4}(?!\d))",
+            # 010-1234-5678, (010)1234-5678, +82 10 …, 82-10-…; dashes, dots, spaces or none
+            rf"(?P<MOBILE>(?<![\d+])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?1[016789]|\(?01[016789]\)?)"
+            rf"(?:{_D}|[ .])?[ \t]?\d{{3,4}}(?:{_D}|[ .])?\d{{4}}(?!\d))",
+            # 02-345-6789, (02) 345-6789, 031)123-4567, +82 2 …, 070 and 0502–0508 numbers
+            rf"(?P<LANDLINE>(?<![\d-])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?(?:2|[3-6][1-5]|70)|"
+            rf"\(?(?:02|0[3-6][1-5]|070|050[2-8])\)?)"
+            rf"(?:(?:\)|{_D}|[ .])[ \t]?\d{{3,4}}(?:{_D}|[ .])\d{{4}}|\d{{7,8}})(?!\d))",
             # 자동차 번호판 12가 3456, 123가 4567, 서울 12가 3456
             rf"(?P<PLATE>(?<![\d가-힣])(?:(?:{_REGIONS_SHORT})[ \t]?)?\d{{2,3}}[ \t]?[가-힣][ \t]?\d{{4}}(?!\d))",
             r"(?P<IP>(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d))",
             r"(?P<PASSPORT>(?<![A-Za-z0-9])[MSRODG]\d{3}[A-Z]\d{4}(?![A-Za-z0-9]))",
             r"(?P<ACCOUNT>(?<![\d,.-])\d{2,6}(?:-\d{2,7}){1,3}(?![\d,.-])|(?<![\d,.-])\d{10,14}(?![\d,.-]))",
-            r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
+            r"(?P<MENTION>@[가-힣A-Za-z0-9_](?:[가-힣A-Za-z0-9_.]{0,28}[가-힣A-Za-z0-9_])?)",
         ]
     )
     + ")"
@@ -128,16 +152,42 @@ _VERSION_CUES = re.compile(
 )
 
 # Kinds found only after a cue word (여권번호: M12345678, 우편번호 04524, 생년월일: 1988.07.21).
-_SEP = r"[ \t]*(?:[:：=]|는|은|이|가|번호|번호는|번호:)?[ \t]*"
+_SEP = r"[ \t]*(?:[:：=]|는|은|이|가|번호|번호는|번호:)?[ \t]*\(?"
 _DATE_VALUE = (
     r"\d{4}[./-] ?\d{1,2}[./-] ?\d{1,2}\.?|(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
     r"\d{8}|\d{6}|\d{1,2}월 ?\d{1,2}일|\d{1,2}/\d{1,2}/\d{4}"
+)
+# a Korean full name after 예금주/수령인/성명: a common surname and one or two syllables
+_SURNAMES = (
+    "김이박최정강조윤장임한오서신권황안송류유전홍고문양손배백허남심노하곽성차주우구민진나지엄"
+    "채원천방공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용예경봉사부가복태목"
+)
+_FULL_NAME = (  # (not the words that follow these cues: 이름, 성함, 정보 …)
+    r"(?!이름|성함|정보|확인|변경|본인|명의|계좌|번호|주소|연락처)"
+    rf"(?:남궁|황보|제갈|선우|독고|사공|[{_SURNAMES}])[가-힣]{{1,2}}"
+    r"(?=$|[^가-힣]|[이은는가을를의에야님씨입으])"  # a particle may follow: 홍길동입니다
 )
 _CUED = re.compile(
     "|".join(
         rf"(?:{cue}){_SEP}(?P<{kind}>{value})(?![\dA-Za-z])"
         for kind, cue, value in [
-            ("PASSPORT", r"여권|[Pp]assport(?: [Nn]o\.?| [Nn]umber)?", r"[MSRODGmsrodg]\d{8}"),
+            (
+                "PASSPORT",
+                r"여권|(?i:passport)(?: (?i:no)\.?| (?i:number))?",
+                r"[MSRODGmsrodg]\d{8}",
+            ),
+            # after its name, any 13 digits (or the 6 before the dash) are a 주민/외국인등록번호
+            (
+                "RRN",
+                r"(?:주민|외국인)(?:등록)?[ \t]?번호(?:[ \t]?(?:앞|뒷)자리)?",
+                rf"\d{{6}}[ \t]?(?:{_D}|\.)?[ \t]?[\d*]{{7}}|\d{{6}}(?![ \t]?{_D})",
+            ),
+            # after its name, a card-shaped number is a card's, whatever its check digit
+            (
+                "CARD",
+                r"(?:신용|체크)카드(?:[ \t]?번호)?|카드[ \t]?번호|(?i:card (?:no\.?|number))",
+                r"\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5}",
+            ),
             (
                 "DRIVER_LICENSE",
                 r"(?:운전)?면허(?:증)?|[Dd]river'?s? [Ll]icen[cs]e(?: [Nn]o\.?| [Nn]umber)?",
@@ -149,6 +199,7 @@ _CUED = re.compile(
                 r"\d{10}|\d{3}[- ]\d{2}[- ]\d{5}",
             ),
             ("CORPORATE_ID", r"법인(?:등록)?", r"\d{13}|\d{6}[- ]\d{7}"),
+            ("PERSON", r"예금주(?:명)?|수령인|성명", _FULL_NAME),
             (
                 "ZIPCODE",
                 r"우편|\(우\)|우\)|[Zz][Ii][Pp](?: ?[Cc]ode)?|[Pp]ost(?:al)? ?[Cc]ode",
@@ -164,20 +215,22 @@ _CUED = re.compile(
 )
 # The rarer kinds, looked for only where this one scan finds a sign of them.
 _RARE_HINTS = re.compile(  # the lookahead skips every other syllable at once
-    r"(?=[A-Za-z여면사법우생출일\d.(])(?:"
+    r"(?=[A-Za-z여면사법우생출일주외카예수성\d.(])(?:"
     rf"(?P<EN>\b{_EN_STREET}\b)|"
-    r"(?P<CUE>여권|[Pp]assport|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|"
+    r"(?P<CUE>여권|(?i:passport)|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|주민|외국인|"
+    r"카드|(?i:card)|예금주|수령인|성명|"
     r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생))"
 )
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
-    r"(?P<BIRTHDATE>(?<!\d)(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|\d{4}[./-] ?\d{1,2}[./-] ?\d{1,2}\.?)"
+    r"(?P<BIRTHDATE>(?<![\d.])(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
+    r"(?:\d{4}|\d{2})[./-] ?\d{1,2}[./-] ?\d{1,2}\.?)"
     r" ?생)(?=$|[^가-힣]|[이인입으])"
 )
 
-# Every structured kind needs a digit, an @ or a URL start: most chat lines have none of them,
-# and this one cheap search lets them skip the big patterns.
-_CANDIDATE = re.compile(r"[0-9@]|www\.|https?:")
+# Every structured kind needs a digit, an @, a URL start or a name's cue word: most chat lines
+# have none of them, and this one cheap search lets them skip the big patterns.
+_CANDIDATE = re.compile(rf"[0-9@]|www\.|https?:|\.{_TLD}/|예금주|수령인|성명")
 
 
 @dataclass(frozen=True)
@@ -188,11 +241,16 @@ class Span:
     confidence: float = 1.0
 
 
-def _address_ok(text: str) -> bool:
-    """A road match needs more than `…로 3`: a region or city before it, a 번길/길 number, or a
-    building and unit after it (`버스로 3 정거장` is not an address); a lot number (지번) more than
-    `…동 2` (우동 2그릇): a dash or 번지."""
+_ADDRESS_CUE = re.compile(r"(?:주소|배송지|[Aa]ddress)[^\n]{0,8}$")
+
+
+def _address_ok(text: str, before: str = "") -> bool:
+    """A road match needs more than `…로 3`: a region or city before it, a 번길/길 number, a
+    building and unit after it, or the word 주소 just before (`버스로 3 정거장` is not an
+    address); a lot number (지번) more than `…동 2` (우동 2그릇): a dash or 번지."""
     if re.search(rf"\d호$|{_BUILDING}", text) or re.match(rf"^(?:{_REGION}|{_CITY})[ \t]", text):
+        return True
+    if _ADDRESS_CUE.search(before):
         return True
     if re.search(r"\d[ \t]?번?길[ \t]?\d", text):
         return True
@@ -264,7 +322,9 @@ def find_structured(text: str) -> list[Span]:
             start = match.start()
             value = match.group().rstrip()
             end = start + len(value)
-            if match.lastgroup == "ADDRESS" and not _address_ok(value):
+            if match.lastgroup == "ADDRESS" and not _address_ok(
+                value, text[max(0, start - 12) : start]
+            ):
                 continue
             if match.lastgroup in ("UNIT", "BLOCK") and (
                 _NOT_A_HOME_BEFORE.search(text[max(0, start - 6) : start])
