@@ -173,6 +173,21 @@ def test_dates(written):
         ("photo 좀", None),
         ("파일", None),
         ("사진은 내일", None),
+        ("샵검색: #강남역 맛집", "search"),
+        ("샵검색 : #날씨", "search"),
+        (
+            "송금봉투가 도착했어요. 송금 받기 전까지 보낸 분은 내역 상세화면에서 취소할 수 있어요.",
+            "pay",
+        ),
+        (
+            "30,000원을 보냈어요.\n송금 받기 전까지 보낸 분은 내역 상세화면에서 취소할 수 있어요.",
+            "pay",
+        ),
+        ("송금봉투를 받았어요. 받은 카카오페이머니는 송금 및 온/오프라인 결제도 가능해요.", "pay"),
+        ("정산 내용을 확인해주세요.\n\n- 정산금액 : 30,000원\n- 요청인원 : 4명", "pay"),
+        ("30,000원 보냈어", None),
+        ("샵검색 해봐", None),
+        ("정산 내용을 확인해주세요.", None),
     ],
 )
 def test_placeholders(text, kind):
@@ -269,10 +284,10 @@ def test_an_unknown_me_lists_the_speakers(tmp_path):
 
 def test_an_unknown_layout_is_one_line_naming_what_was_tried():
     with pytest.raises(DataError) as error:
-        kakaotalk.parse("그냥 메모\n둘째 줄\n", "memo.txt", options("x"))
+        kakaotalk.parse("\n그냥 메모\n둘째 줄\n", "memo.txt", options("x"))
     message = str(error.value)
     assert message == (
-        "memo.txt: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, "
+        "memo.txt:2: not a KakaoTalk export in a known layout (tried: android_ko, ios_ko, "
         "android_en, ios_en, android_en_time_first, ios_time_only, pc_ko, pc_en, csv); "
         "first line: '그냥 메모'"
     )
@@ -373,3 +388,115 @@ def test_the_records_are_the_same_on_one_core_or_many(name):
     assert {key: one[2][key] for key in counted} == counted
     layout = kakaotalk.LAYOUTS_BY_NAME[LAYOUTS[name][0]]
     assert len(kakaotalk.cut_points(text, layout, 60, 3)) == 4  # three shards really ran
+
+
+def test_pc_notices_without_a_speaker_and_in_older_words():
+    text = (
+        "하늘 님과 카카오톡 대화\n저장한 날짜 : 2021-12-18 19:17:00\n\n"
+        "--------------- 2021년 12월 29일 수요일 ---------------\n"
+        "[하늘] [20:36] 안녕\n"
+        "이어지는 줄\n"
+        "[] [20:37] 채팅방 알림\n"  # a system line: no speaker
+        "수아님을 초대하였습니다.\n"  # older clients: 하였습니다
+        "하늘님이 나갔습니다.\n"
+        "[도윤] [20:38] 반가워\n"
+    )
+    records, counts = kakaotalk.parse(text, "pc.txt", options("도윤"))
+    assert turns(records) == [[("user", "안녕\n이어지는 줄"), ("assistant", "반가워")]]
+    assert counts["skipped_system_notices"] == 3 and counts["export_messages"] == 2
+
+
+def test_a_notice_keeps_its_own_lines():
+    """An open chat's entry notice runs over several lines: none of them joins a turn."""
+    text = (
+        "독서 모임 카카오톡 대화\n저장한 날짜 : 2024년 3월 2일 오후 9:15\n\n"
+        "2024년 3월 1일 오후 7:01, 민지 : 안녕하세요\n"
+        "2024년 3월 1일 오후 7:02, 회원님 : 반가워요\n"
+        "2024년 3월 1일 오후 7:04, 서연님이 들어왔습니다.\n"
+        "운영정책을 위반한 메시지로 신고 접수 시 카카오톡 이용에 제한이 있을 수 있습니다.\n"
+        "타인, 기관 등의 사칭에 유의해 주세요. 금전 또는 개인정보를 요구 받을 경우 신고해 주시기 "
+        "바랍니다.\n"
+        "2024년 3월 1일 오후 7:05, 서연 : 저도 왔어요\n"
+    )
+    records, counts = kakaotalk.parse(text, "open.txt", options("회원님"))
+    assert turns(records) == [
+        [("user", "민지: 안녕하세요"), ("assistant", "반가워요"), ("user", "서연: 저도 왔어요")]
+    ]
+    assert counts["skipped_system_notices"] == 1 and counts["skipped_notice_lines"] == 2
+    assert counts["header_lines"] == 2  # a room's name is a header too
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            "민지 님과 카카오톡 대화\n저장한 날짜 : 2024-03-02 21:15:00\n\n"
+            "--------------- 2024년 3월 1일 금요일 ---------------\n"
+            "[민지] [오후 7:02] 안녕\n[준호] [오후 7:03] 응\n",
+            "민지 님과 카카오톡 대화\n저장한 날짜 : 2024-03-09 21:15:00\n\n"
+            "--------------- 2024년 3월 8일 금요일 ---------------\n"
+            "[민지] [오후 7:02] 또 안녕\n[준호] [오후 7:03] 또 응\n",
+        ),
+        (
+            "Talk_2024.3.2 21:15-1.txt\n저장한 날짜 : 2024. 3. 2. 오후 9:15\n\n"
+            "2024년 3월 1일 금요일\n"
+            "2024. 3. 1. 오후 7:02, 민지 : 안녕\n2024. 3. 1. 오후 7:03, 준호 : 응\n",
+            "Talk_2024.3.9 21:15-1.txt\n저장한 날짜 : 2024. 3. 9. 오후 9:15\n"
+            "2024년 3월 8일 금요일\n"
+            "2024. 3. 8. 오후 7:02, 민지 : 또 안녕\n2024. 3. 8. 오후 7:03, 준호 : 또 응\n",
+        ),
+    ],
+)
+def test_exports_pasted_one_after_another(first, second):
+    """A later export's header lines are no part of the message before them."""
+    records, counts = kakaotalk.parse(first + second, "all.txt", options("준호"))
+    assert turns(records) == [
+        [("user", "안녕"), ("assistant", "응")],
+        [("user", "또 안녕"), ("assistant", "또 응")],
+    ]
+    assert counts["header_lines"] == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--------------- 2024년 3월 1일 금요일 ---------------\n"
+        "[민지] [오후 7:02] 다음 일정\n2024년 3월 15일 금요일\n- 10시 회의\n"
+        "[준호] [오후 7:03] 알겠어\n",
+        # iOS: only the time on message lines; a typed date followed by text, or going back
+        "2024년 3월 1일 금요일\n"
+        "오후 7:02, 민지 : 다음 일정\n2024년 3월 15일 금요일\n- 10시 회의\n"
+        "오후 7:03, 준호 : 알겠어\n",
+        "2024년 3월 1일 금요일\n"
+        "오후 7:02, 민지 : 다음 일정\n- 10시 회의\n2023년 3월 15일 수요일\n"
+        "오후 7:03, 준호 : 알겠어\n",
+    ],
+)
+def test_a_date_typed_in_a_message_stays_text(text):
+    records, counts = kakaotalk.parse(text, "t.txt", options("준호"))
+    assert len(records) == 1 and counts["day_lines"] == 1
+    said = turns(records)[0]
+    assert "2024년 3월 15일 금요일" in said[0][1] or "2023년 3월 15일 수요일" in said[0][1]
+    assert "- 10시 회의" in said[0][1] and said[1] == ("assistant", "알겠어")
+    assert records[0]["meta"]["end"] == "2024-03-01T19:03:00"
+
+
+def test_kakaopay_cards_and_search_shares_are_no_turns():
+    text = (
+        "2026년 1월 13일 화요일\n"
+        "2026. 1. 13. 08:26, 하늘 : 정산 내용을 확인해주세요.\n\n\n- 정산금액 : 30,000원\n"
+        "- 요청인원 : 4명\n\n7,500원을 송금해주세요.\n"
+        "2026. 1. 13. 08:40, 도윤 : 송금봉투가 도착했어요. 송금 받기 전까지 보낸 분은 내역 "
+        "상세화면에서 취소할 수 있어요.\n"
+        "2026. 1. 13. 08:41, 도윤 : 보냈어\n"
+        "2026. 1. 13. 08:42, 하늘 : 샵검색: #을지로 맛집\n"
+        "2026. 1. 13. 08:43, 하늘 : 고마워\n"
+    )
+    records, counts = kakaotalk.parse(text, "pay.txt", options("도윤", media="tag"))
+    assert counts["tagged_pay"] == 2 and counts["tagged_search"] == 1
+    assert turns(records) == [
+        [("user", "<송금>"), ("assistant", "<송금>\n보냈어"), ("user", "<샵검색>\n고마워")]
+    ]
+    records, counts = kakaotalk.parse(text, "pay.txt", options("도윤"))
+    assert turns(records) == [[("assistant", "보냈어"), ("user", "고마워")]]
+    assert counts["skipped_pay"] == 2 and counts["skipped_search"] == 1

@@ -251,6 +251,7 @@ def detect_layout(head: list[str], source: str) -> Layout | None:
     """The layout whose message lines the first lines match most (its day lines break ties:
     Android and iOS English messages look alike); None for the CSV export. None matches: a
     DataError in one line naming every layout tried and the file's first line."""
+    first_line = next((n for n, line in enumerate(head, 1) if line.strip()), 1)
     head = [line for line in head if line.strip()]
     if head and csv_header(head[0]):
         return None
@@ -266,7 +267,7 @@ def detect_layout(head: list[str], source: str) -> Layout | None:
         if first.lstrip().startswith(("{", "[")):
             hint = " (it looks like JSON: is --format / persona.data.format right?)"
         raise DataError(
-            f"{source}: not a KakaoTalk export in a known layout "
+            f"{source}:{first_line}: not a KakaoTalk export in a known layout "
             f"(tried: {', '.join(LAYOUT_NAMES)}); first line: {first!r}{hint}"
         )
     return layout

@@ -172,9 +172,12 @@ def parse_text_export(
                 counts["day_lines"] += 1
             else:  # a notice; the lines after it, up to the next message, are the notice's
                 counts["skipped_system_notices"] += 1
-                more = sum(1 for line in rest.split("\n")[1:] if line.strip())
-                if more:
-                    counts["skipped_notice_lines"] += more
+                more = rest.split("\n")[1:]
+                if layout.bare_notices:  # PC: bare notice lines are notices of their own
+                    more = _drop_bare_notices("\n".join(["", *more]), counts).split("\n")
+                lines = sum(1 for line in more if line.strip())
+                if lines:
+                    counts["skipped_notice_lines"] += lines
                 rest = ""
             if layout.bare_notices and rest.strip():
                 rest = _drop_bare_notices("\n" + rest.lstrip("\n"), counts)
