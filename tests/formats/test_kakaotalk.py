@@ -500,3 +500,19 @@ def test_kakaopay_cards_and_search_shares_are_no_turns():
     records, counts = kakaotalk.parse(text, "pay.txt", options("도윤"))
     assert turns(records) == [[("assistant", "보냈어"), ("user", "고마워")]]
     assert counts["skipped_pay"] == 2 and counts["skipped_search"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "json_hint"),
+    [
+        ("[12/25/23, 10:30:45 PM] Minji: hi\n", False),  # WhatsApp: brackets, but no JSON
+        ("12/25/23, 22:30 - Minji: hi\n", False),
+        ('{"id": "a", "messages": []}\n', True),
+        ('[\n  {"instruction": "a"}\n]\n', True),
+    ],
+)
+def test_other_exports_are_refused_in_one_line(text, json_hint):
+    with pytest.raises(DataError, match=r"^other.txt:1: not a KakaoTalk export") as error:
+        kakaotalk.parse(text, "other.txt", options("x"))
+    assert ("it looks like JSON" in str(error.value)) is json_hint
+    assert "\n" not in str(error.value)

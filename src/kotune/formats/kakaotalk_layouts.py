@@ -264,7 +264,7 @@ def detect_layout(head: list[str], source: str) -> Layout | None:
     if messages == 0:
         first = head[0][:60] if head else "(empty)"
         hint = ""
-        if first.lstrip().startswith(("{", "[")):
+        if re.match(r"\s*[\[{]\s*(?:$|[\[{\"])", first):  # not `[12/25/23, …]` (WhatsApp)
             hint = " (it looks like JSON: is --format / persona.data.format right?)"
         raise DataError(
             f"{source}:{first_line}: not a KakaoTalk export in a known layout "
