@@ -516,3 +516,31 @@ def test_other_exports_are_refused_in_one_line(text, json_hint):
         kakaotalk.parse(text, "other.txt", options("x"))
     assert ("it looks like JSON" in str(error.value)) is json_hint
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "layout"),
+    [
+        (
+            "2024年3月1日 午後7:02, 민지 : 今何してる?\n2024年3月1日 午後7:05, 준호 : ひま\n"
+            "2024年3月2日 午前12:15, 민지 : 寝た?\n2024年3月2日 午前12:20, 준호 : まだ\n",
+            "android_ko",
+        ),
+        (
+            "--------------- 2024年3月1日 金曜日 ---------------\n"
+            "[민지] [午後 7:02] 今何してる?\n[준호] [午後 7:05] ひま\n"
+            "--------------- 2024年3月2日 土曜日 ---------------\n"
+            "[민지] [午前 12:15] 寝た?\n[준호] [午前 12:20] まだ\n",
+            "pc_ko",
+        ),
+    ],
+)
+def test_japanese_ui_dates_and_times(text, layout):
+    """年月日 dates, 午前/午後 times and 曜日 day lines read as their Korean counterparts."""
+    records, counts = kakaotalk.parse(text, "jp.txt", options("준호"))
+    assert counts[f"layout_{layout}"] == 1
+    assert turns(records) == [
+        [("user", "今何してる?"), ("assistant", "ひま")],
+        [("user", "寝た?"), ("assistant", "まだ")],
+    ]
+    assert [r["meta"]["start"] for r in records] == ["2024-03-01T19:02:00", "2024-03-02T00:15:00"]

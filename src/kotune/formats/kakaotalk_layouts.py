@@ -23,9 +23,9 @@ from kotune.errors import DataError
 
 # iOS 17 writes a narrow no-break space before AM/PM; some editors turn spaces into no-break ones
 _SP = r"[ \u00a0\u202f]"
-_MERIDIEM = r"(?:오전|오후|[AaPp]\.?[Mm]\.?)"
+_MERIDIEM = r"(?:오전|오후|午前|午後|[AaPp]\.?[Mm]\.?)"  # (午前/午後, 年月日, 曜日: Japanese UI)
 TIME = rf"(?:{_MERIDIEM}{_SP}?)?\d{{1,2}}:\d{{2}}(?::\d{{2}})?(?:{_SP}?{_MERIDIEM})?"
-KO_DATE = r"\d{4}년 ?\d{1,2}월 ?\d{1,2}일"
+KO_DATE = r"\d{4}[년年] ?\d{1,2}[월月] ?\d{1,2}[일日]"
 DOT_DATE = r"\d{4}\. ?\d{1,2}\. ?\d{1,2}\.?"
 ISO_DATE = r"\d{4}-\d{1,2}-\d{1,2}"
 _MONTH = (
@@ -33,7 +33,7 @@ _MONTH = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 EN_DATE = rf"(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}})"
-KO_WEEKDAY = r"[월화수목금토일]요일"
+KO_WEEKDAY = r"(?:[월화수목금토일]요일|[月火水木金土日]曜日)"
 EN_WEEKDAY = r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day"
 
 MONTHS = {
@@ -58,7 +58,7 @@ MONTHS = {
     for name in names
 }
 _DATE_FORMS = (
-    re.compile(r"(?P<y>\d{4})(?:년|\.|-|/) ?(?P<m>\d{1,2})(?:월|\.|-|/) ?(?P<d>\d{1,2})"),
+    re.compile(r"(?P<y>\d{4})(?:년|年|\.|-|/) ?(?P<m>\d{1,2})(?:월|月|\.|-|/) ?(?P<d>\d{1,2})"),
     re.compile(r"(?P<mon>[A-Za-z]{3,9})\.? (?P<d>\d{1,2}),? (?P<y>\d{4})"),
     re.compile(r"(?P<d>\d{1,2}) (?P<mon>[A-Za-z]{3,9})\.?,? (?P<y>\d{4})"),
 )
@@ -72,7 +72,7 @@ def to_24h(hour: int, meridiem: str | None) -> int:
     """오전 12:xx is 00:xx and 오후 12:xx is 12:xx (AM/PM alike); no meridiem: 24-hour already."""
     if meridiem is None:
         return hour
-    if meridiem == "오전" or meridiem[0] in "Aa":
+    if meridiem in ("오전", "午前") or meridiem[0] in "Aa":
         return 0 if hour == 12 else hour
     return hour if hour == 12 else hour + 12
 
