@@ -544,3 +544,15 @@ def test_japanese_ui_dates_and_times(text, layout):
         [("user", "寝た?"), ("assistant", "まだ")],
     ]
     assert [r["meta"]["start"] for r in records] == ["2024-03-01T19:02:00", "2024-03-02T00:15:00"]
+
+
+def test_an_emoticon_sent_with_words_keeps_the_words():
+    text = (
+        'Date,User,Message\n2024-03-01 19:02:00,"민지","(이모티콘) 고마워"\n'
+        '2024-03-01 19:03:00,"준호","(이모티콘) "\n2024-03-01 19:04:00,"준호","이모티콘 귀엽다"\n'
+    )
+    records, counts = kakaotalk.parse(text, "mac.csv", options("준호"))
+    assert turns(records) == [[("user", "고마워"), ("assistant", "이모티콘 귀엽다")]]
+    assert counts["skipped_emoticon"] == 2
+    records, counts = kakaotalk.parse(text, "mac.csv", options("준호", media="tag"))
+    assert turns(records)[0][0] == ("user", "<이모티콘>\n고마워")

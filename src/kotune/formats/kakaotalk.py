@@ -20,7 +20,7 @@ from typing import Literal
 from kotune.errors import DataError, OptionError
 from kotune.files import dumps_jsonl_line
 from kotune.formats.fields import stem
-from kotune.formats.kakaotalk_content import TAGS, placeholder
+from kotune.formats.kakaotalk_content import TAGS, emoticon_prefix, placeholder
 from kotune.formats.kakaotalk_layouts import LAYOUTS_BY_NAME, Layout, detect_layout, parse_date
 from kotune.formats.kakaotalk_lines import (
     DAY_SECONDS,
@@ -93,6 +93,10 @@ class ExportShard:
             elif not text.strip():
                 counts["skipped_empty"] += 1
                 continue
+            elif cut := emoticon_prefix(text):  # `(이모티콘) 고마워`: the words are kept
+                tagged = opts.media == "tag"
+                counts["tagged_emoticon" if tagged else "skipped_emoticon"] += 1
+                text = (TAGS["emoticon"] + "\n" if tagged else "") + text[cut:]
             role = "assistant" if speaker == opts.me else "user"
             self.conversations[-1].append((role, speaker, text, when, typed))
         kept = []

@@ -68,6 +68,16 @@ _FIRST_CHARS = {text[0] for texts in _EXACT.values() for text in texts}
 _FIRST_CHARS |= {text[0] for text in _PATTERN_STARTS} | set("0123456789 \t")
 
 
+# An emoticon sent with words in one bubble: `(이모티콘) 고마워` (the words are typed text)
+_EMOTICON_FIRST = re.compile(r"\((?:이모티콘|emoticon|Emoticon)\) (?=\S)")
+
+
+def emoticon_prefix(text: str) -> int:
+    """How long the emoticon placeholder is that starts a message with words after it (0: none)."""
+    m = _EMOTICON_FIRST.match(text) if text[:1] == "(" else None
+    return m.end() if m else 0
+
+
 def placeholder(text: str) -> str | None:
     """The kind of placeholder (photo, video, …) if the whole message is one, else None."""
     if len(text) > 120 or text[:1] not in _FIRST_CHARS:  # short, and starting like one
