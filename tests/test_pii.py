@@ -121,6 +121,7 @@ FOUND = {
         ("사업자번호: 2208162517", "사업자번호: <BUSINESS_ID>"),
         ("사업자등록번호 123-45-67890", "사업자등록번호 <BUSINESS_ID>"),  # a cue: any shape
         ("business no. 124-81-00998", "business no. <BUSINESS_ID>"),
+        ("My BRN is 1048656659", "My BRN is <BUSINESS_ID>"),
     ],
     "CORPORATE_ID": [
         ("110111-0012346", "<CORPORATE_ID>"),  # checksum valid, not a 주민번호 shape
@@ -133,12 +134,14 @@ FOUND = {
         ("M789C1234 로 예약했어", "<PASSPORT> 로 예약했어"),  # the 2021 shape: letter 3 letter 4
         ("passport number: S98765432", "passport number: <PASSPORT>"),
         ("PASSPORT NO. M12345678", "PASSPORT NO. <PASSPORT>"),
+        ("m456B7890 맞아?", "<PASSPORT> 맞아?"),  # written in lower case
     ],
     "DRIVER_LICENSE": [
         ("운전면허 13-22-123456-12", "운전면허 <DRIVER_LICENSE>"),
         ("13-22-123456-12", "<DRIVER_LICENSE>"),
         ("면허번호 서울 21-123456-78", "면허번호 <DRIVER_LICENSE>"),
         ("면허번호는 132212345612", "면허번호는 <DRIVER_LICENSE>"),
+        ("28 22 123456 12", "<DRIVER_LICENSE>"),  # spaces for dashes
     ],
     "PLATE": [
         ("내 차 12가 3456", "내 차 <PLATE>"),
