@@ -390,6 +390,22 @@ def test_the_records_are_the_same_on_one_core_or_many(name):
     assert len(kakaotalk.cut_points(text, layout, 60, 3)) == 4  # three shards really ran
 
 
+@pytest.mark.parametrize("name", ["ios_ko_time_only.txt", "pc_ko.txt"])
+def test_dates_typed_in_messages_are_text_on_one_core_or_many(name):
+    """Shards cut and start where the one-core parse would put the day: typed dates skipped."""
+    text = long_export(name, 200)
+    for day in range(0, 200, 7):  # a date typed on a line of its own, text after it
+        text = text.replace(
+            f"을지로 3가 쪽 {day}\n", f"을지로 3가 쪽 {day}\n2030년 1월 1일 화요일\n메모\n"
+        )
+    opts = options(LAYOUTS[name][1])
+    one = kakaotalk.convert(text, "chat.txt", opts, 1)
+    assert one == kakaotalk.convert(text, "chat.txt", opts, 3)
+    assert one[2]["conversations"] == 600 and one[2]["day_lines"] == 400
+    assert all(b'"2030-' not in line for line in one[0])  # no message dated by a typed date
+    assert sum(line.count("2030년 1월 1일 화요일".encode()) for line in one[0]) == 29  # kept
+
+
 def test_pc_notices_without_a_speaker_and_in_older_words():
     text = (
         "하늘 님과 카카오톡 대화\n저장한 날짜 : 2021-12-18 19:17:00\n\n"
@@ -467,17 +483,18 @@ def test_exports_pasted_one_after_another(first, second):
         "2024년 3월 1일 금요일\n"
         "오후 7:02, 민지 : 다음 일정\n2024년 3월 15일 금요일\n- 10시 회의\n"
         "오후 7:03, 준호 : 알겠어\n",
+        # Android: dated messages, but the line was taken for a day line and lost
         "2024년 3월 1일 금요일\n"
-        "오후 7:02, 민지 : 다음 일정\n- 10시 회의\n2023년 3월 15일 수요일\n"
-        "오후 7:03, 준호 : 알겠어\n",
+        "2024년 3월 1일 오후 7:02, 민지 : 다음 일정\n2024년 3월 15일 금요일\n- 10시 회의\n"
+        "2024년 3월 1일 오후 7:03, 준호 : 알겠어\n",
     ],
 )
 def test_a_date_typed_in_a_message_stays_text(text):
     records, counts = kakaotalk.parse(text, "t.txt", options("준호"))
     assert len(records) == 1 and counts["day_lines"] == 1
     said = turns(records)[0]
-    assert "2024년 3월 15일 금요일" in said[0][1] or "2023년 3월 15일 수요일" in said[0][1]
-    assert "- 10시 회의" in said[0][1] and said[1] == ("assistant", "알겠어")
+    assert said[0] == ("user", "다음 일정\n2024년 3월 15일 금요일\n- 10시 회의")
+    assert said[1] == ("assistant", "알겠어")
     assert records[0]["meta"]["end"] == "2024-03-01T19:03:00"
 
 

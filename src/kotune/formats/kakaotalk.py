@@ -32,6 +32,7 @@ from kotune.formats.kakaotalk_lines import (
     parse_text_export,
     split_names,
     stamp_of,
+    typed_day,
 )
 from kotune.parallel import Shards
 from kotune.records import ROLES, make_record
@@ -160,15 +161,20 @@ def cut_points(text: str, layout: Layout, gap_minutes: int, parts: int) -> list[
             break
         day = None if layout.dated else day_before(text, pos, layout)
         previous = None
-        for m in layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts)):
-            if m.lastgroup == "day":
-                day = parse_date(m.group("ddate"))
+        matches = layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts))
+        m = next(matches, None)
+        while m is not None:
+            following = next(matches, None)
+            if m.lastgroup == "day":  # (not a date typed in a message: as parse_text_export)
+                if not typed_day(text[m.end() : following.start() if following else None], layout):
+                    day = parse_date(m.group("ddate"))
             elif m.lastgroup == "msg" and (layout.dated or day is not None):
                 seconds = stamp_of(m, day, text, "")
                 if previous is not None and seconds - previous > gap_minutes * 60:
                     cuts.append(m.start())
                     break
                 previous = seconds
+            m = following
     return [*cuts, len(text)]
 
 

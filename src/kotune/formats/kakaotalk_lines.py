@@ -85,26 +85,29 @@ def _drop_headers(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
-def _continues(rest: str, layout: Layout) -> bool:
-    """Whether `rest`, the lines after a day line up to the next message or notice, holds text:
-    a real day line is followed by a message at once, so the `day line` was typed in one."""
+def typed_day(rest: str, layout: Layout) -> bool:
+    """Whether a day line was typed in a message: `rest`, the lines after it up to the next
+    message or notice, holds text (a real day line is followed by a message at once). The first
+    day line of a file is a day line whatever follows it."""
     return any(
         line.strip() and not (layout.bare_notices and is_notice(line)) for line in rest.split("\n")
     )
 
 
 def day_before(text: str, pos: int, layout: Layout) -> int | None:
-    """The date of the last day line before `pos` (a shard starting mid-file needs it)."""
-    end = pos - 1
+    """The date of the last day line before `pos` (a shard starting mid-file needs it), as
+    parse_text_export would have it: not one typed in a message, unless it is the file's first."""
+    end, first = pos - 1, None
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
         m = layout.day_line.match(text, start, end)
         if m:
             following = layout.lines.search(text, end + 1)
-            if not _continues(text[end : following.start() if following else pos], layout):
+            if not typed_day(text[end : following.start() if following else pos], layout):
                 return parse_date(m.group("ddate"))
+            first = m.group("ddate")
         end = start - 1
-    return None
+    return parse_date(first) if first else None
 
 
 def parse_text_export(
@@ -162,9 +165,7 @@ def parse_text_export(
                     new_day = parse_date(m.group("ddate"))
                 except ValueError as error:
                     raise DataError(f"{source}:{_lineno(text, m.start())}: {error}") from None
-                if messages and (_continues(rest, layout) or (day and new_day < day)):
-                    # a date typed on a line of its own inside a message: exports go forward,
-                    # and a day line is followed by a message at once
+                if (messages or start) and typed_day(rest, layout):  # a date typed in a message
                     _append(messages, text[m.start() : stop], counts)
                     m = following
                     continue
