@@ -53,6 +53,9 @@ def test_kiwi_finds_names_before_a_person_cue():
 
     names = kiwi_person_names(["어제 지훈이랑 밥 먹었어", "서울에 갔어"], Kiwi())
     assert "지훈" in names and "서울" not in names
+    # 씨 and 님 are written apart (the spelling rules want it so)
+    names = kiwi_person_names(["최유진 씨한테 전해줘", "예린 님이 보냈어", "김 씨 아저씨"], Kiwi())
+    assert names == ["최유진", "예린"]
 
 
 def test_kotune_mask_is_line_for_line():

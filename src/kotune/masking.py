@@ -106,7 +106,11 @@ def kiwi_person_names(texts: Iterable[str], kiwi: Any) -> list[str]:
     texts = list(texts)
     for text, tokens in zip(texts, kiwi.tokenize(texts), strict=True):
         for token, following in zip(tokens, tokens[1:], strict=False):
-            if token.tag == "NNP" and len(token.form) >= 2 and token.end == following.start:
+            # 박서준 씨, 예린 님: 씨 and 님 (Kiwi: NNB) are written apart, as the rules want
+            apart = following.tag == "NNB" and following.form in ("씨", "님")
+            if token.tag == "NNP" and len(token.form) >= 2 and token.end <= following.start:
+                if following.start > token.end + (1 if apart else 0):
+                    continue
                 rest = text[following.start : following.start + 2]
                 if rest.startswith(_PERSON_CUES):
                     # 지훈이랑: Kiwi keeps the 이 that follows a given name ending in a consonant

@@ -162,10 +162,18 @@ _SURNAMES = (
     "김이박최정강조윤장임한오서신권황안송류유전홍고문양손배백허남심노하곽성차주우구민진나지엄"
     "채원천방공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용예경봉사부가복태목"
 )
+_SURNAME = rf"(?:남궁|황보|제갈|선우|독고|사공|[{_SURNAMES}])"
 _FULL_NAME = (  # (not the words that follow these cues: 이름, 성함, 정보 …)
     r"(?!이름|성함|정보|확인|변경|본인|명의|계좌|번호|주소|연락처)"
-    rf"(?:남궁|황보|제갈|선우|독고|사공|[{_SURNAMES}])[가-힣]{{1,2}}"
+    rf"{_SURNAME}[가-힣]{{1,2}}"
     r"(?=$|[^가-힣]|[이은는가을를의에야님씨입으])"  # a particle may follow: 홍길동입니다
+)
+# A full name before 씨 or 님 written apart, as spelling wants it (박서준 씨가, 최유진 님께): 씨
+# after two or three syllables, 님 after three only (`이제 님이`, `진짜 님`: 님 is also "you")
+_HONORED = re.compile(  # (not seeds: 수박 씨, nor words before 씨 뿌리기)
+    r"(?<![가-힣])(?!수박|사과|참외|고추|호박|오이|배추|부추|마늘|고구마|유자|이번|오늘|우리|조금|모두)"
+    rf"(?P<PERSON>{_SURNAME}[가-힣]{{1,2}}(?= 씨)|{_SURNAME}[가-힣]{{2}}(?= 님))"
+    r" [씨님](?=$|[^가-힣]|[이가은는을를의에께한랑과와도])"
 )
 _CUED = re.compile(
     "|".join(
@@ -230,7 +238,7 @@ _BORN = re.compile(
 
 # Every structured kind needs a digit, an @, a URL start or a name's cue word: most chat lines
 # have none of them, and this one cheap search lets them skip the big patterns.
-_CANDIDATE = re.compile(rf"[0-9@]|www\.|https?:|\.{_TLD}/|예금주|수령인|성명")
+_CANDIDATE = re.compile(rf"[0-9@]|www\.|https?:|\.{_TLD}/|예금주|수령인|성명|[가-힣] [씨님]")
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,8 @@ def find_structured(text: str) -> list[Span]:
         spans += [Span(*m.span(m.lastgroup), m.lastgroup) for m in _CUED.finditer(text)]
     if "BORN" in hints or "CUE" in hints:
         spans += [Span(*m.span(), "BIRTHDATE") for m in _BORN.finditer(text)]
+    if " 씨" in text or " 님" in text:
+        spans += [Span(*m.span("PERSON"), "PERSON") for m in _HONORED.finditer(text)]
     return spans
 
 
