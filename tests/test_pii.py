@@ -116,6 +116,9 @@ FOUND = {
         ("성명: 박서연입니다", "성명: <PERSON3>입니다"),
         ("박서준 씨가 그러는데", "<PERSON3> 씨가 그러는데"),  # a full name before 씨, apart
         ("최유진 님께 전해줘", "<PERSON3> 님께 전해줘"),
+        ("카톡 아이디 hanbitkim", "카톡 아이디 <PERSON3>"),  # an account: a person, like @민지
+        ("인스타 minji.kim 팔로우해", "인스타 <PERSON3> 팔로우해"),
+        ("ID: hong1234", "ID: <PERSON3>"),
     ],
     "BUSINESS_ID": [
         ("사업자등록번호 220-81-62517", "사업자등록번호 <BUSINESS_ID>"),  # checksum valid
@@ -224,6 +227,10 @@ SURVIVES = {
         "성명서 발표", "카드 할부 3개월", "체크카드로 12,000원 결제", "신용카드 혜택 5%",
         "카드번호 몰라", "주소 알려줄게", "래미안 모델하우스 10-20분", "A동 로비", "지하 1층 B동",
         "부산행 KTX 12호차", "303호 강의실에서",
+    ],
+    "accounts' words with no account after them": [
+        "인스타 story 올렸어", "계정 정지됐어", "아이디 비번 알려줘", "paid idea", "video abc123",
+        "카톡 pc버전", "ID 카드",
     ],
     "씨 and 님 after no name": [
         "수박 씨 뱉어", "진짜 님 최고", "이제 님이 해", "김 씨 아저씨", "마음씨 좋은 사람",
