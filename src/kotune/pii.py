@@ -264,13 +264,17 @@ _BORN = re.compile(
     r" ?생)(?=$|[^가-힣]|[이인입으])"
 )
 
-# Every structured kind needs a digit, an @, a Latin letter (URLs, handles, English cues) or a
-# name's cue word: most chat lines have none of them, and this one cheap search lets them skip
-# the big patterns.
+# Every structured kind needs a digit, an @, a URL's start or site, or a cue word for a name or
+# an account: most chat lines have none of them, and this one cheap search lets them skip the
+# big patterns (its lookahead skips every other character at once).
+_LATIN_CUES = (
+    r"www\.|https?:|\.{tld}/|ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|"
+    r"[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
+).format(tld=_TLD)
 _CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
-_CANDIDATE = re.compile(  # (the lookahead lets the engine skip every other syllable at once)
-    rf"(?=[0-9@A-Za-z씨님{''.join({w[0] for w in _CUE_WORDS})}])"
-    rf"(?:[0-9@A-Za-z]|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
+_CANDIDATE = re.compile(
+    rf"(?=[0-9@.hwIiTtFfGg씨님{''.join({w[0] for w in _CUE_WORDS})}])"
+    rf"(?:[0-9@]|{_LATIN_CUES}|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
 )
 
 
