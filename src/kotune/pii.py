@@ -268,9 +268,9 @@ _BORN = re.compile(
 # an account: most chat lines have none of them, and this one cheap search lets them skip the
 # big patterns (its lookahead skips every other character at once).
 _LATIN_CUES = (
-    r"www\.|https?:|\.{tld}/|ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|"
+    rf"www\.|https?:|\.{_TLD}/|ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|"
     r"[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
-).format(tld=_TLD)
+)
 _CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
 _CANDIDATE = re.compile(
     rf"(?=[0-9@.hwIiTtFfGg씨님{''.join({w[0] for w in _CUE_WORDS})}])"
