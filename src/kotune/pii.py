@@ -197,10 +197,12 @@ _HANDLE = re.compile(
     r"[ \t]*(?:[:：=]|는|은|이|가|을|를)?[ \t]*@?"
     r"(?P<PERSON>(?=[A-Za-z0-9._-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._-]{2,29})(?![A-Za-z0-9._-]*[@/])"
 )
-_HANDLE_HINT = re.compile(  # case by case: inline (?i) flags make a search 3× slower
-    rf"(?=[A-Za-z아계{''.join({w[0] for w in _SITES_KO})}])(?:아이디|계정|ID|"
-    rf"(?<![A-Za-z])id(?![A-Za-z])|{'|'.join(_SITES_KO)}|[Ii]nsta|INSTA|[Tt]witter|"
-    r"[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub)"
+# the Latin words that can start an account's mention, case by case (an inline (?i) flag makes
+# a search 3× slower)
+_ACCOUNT_LATIN = r"ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
+_HANDLE_HINT = re.compile(
+    rf"(?=[A-Za-z아계{''.join({w[0] for w in _SITES_KO})}])"
+    rf"(?:아이디|계정|{'|'.join(_SITES_KO)}|{_ACCOUNT_LATIN})"
 )
 
 _CUED = re.compile(
@@ -267,10 +269,7 @@ _BORN = re.compile(
 # Every structured kind needs a digit, an @, a URL's start or site, or a cue word for a name or
 # an account: most chat lines have none of them, and this one cheap search lets them skip the
 # big patterns (its lookahead skips every other character at once).
-_LATIN_CUES = (
-    rf"www\.|https?:|\.{_TLD}/|ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|"
-    r"[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
-)
+_LATIN_CUES = rf"www\.|https?:|\.{_TLD}/|{_ACCOUNT_LATIN}"
 _CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
 _CANDIDATE = re.compile(
     rf"(?=[0-9@.hwIiTtFfGg씨님{''.join({w[0] for w in _CUE_WORDS})}])"
