@@ -44,6 +44,8 @@ FOUND = {
         ("82-10-2345-6789", "<PHONE>"),
         ("0313456789 사무실", "<PHONE> 사무실"),  # a landline without separators
         ("번호는010-2345-6789이야", "번호는<PHONE>이야"),
+        ("010 - 2345 - 6789", "<PHONE>"),  # spaces around the dashes
+        ("02 - 345 - 6789", "<PHONE>"),
     ],
     "RRN": [
         ("주민번호 900101-1234567", "주민번호 <RRN>"),

@@ -94,7 +94,8 @@ _REGIONS_SHORT = (
     "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
 )
 
-_D = "[-\u2010\u2011\u2013\u2014\uff0d]"
+_D = "[-\u2010\u2011\u2013\u2014\uff0d]"  # a dash as typed or pasted: -, ‐, –, —, －
+_PHONE_SEP = rf"(?:[ \t]?(?:{_D}|\.)[ \t]?|[ \t])"  # -, ., a space, or ` - ` between groups
 # the endings of the sites people share a profile or page of without `https://` (a path follows)
 _TLD = r"(?:com|net|org|kr|io|me|ly|gl|be|tv|co|app|dev|so|page|link|site|info|blog)"  # a dash as typed or pasted: -, ‐, –, —, －
 
@@ -121,11 +122,11 @@ _PATTERN = re.compile(
             r"(?P<CARD>(?<![\d-])(?:\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5})(?![\d-]))",
             # 010-1234-5678, (010)1234-5678, +82 10 …, 82-10-…; dashes, dots, spaces or none
             rf"(?P<MOBILE>(?<![\d+])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?1[016789]|\(?01[016789]\)?)"
-            rf"(?:{_D}|[ .])?[ \t]?\d{{3,4}}(?:{_D}|[ .])?\d{{4}}(?!\d))",
+            rf"{_PHONE_SEP}?\d{{3,4}}{_PHONE_SEP}?\d{{4}}(?!\d))",
             # 02-345-6789, (02) 345-6789, 031)123-4567, +82 2 …, 070 and 0502–0508 numbers
             rf"(?P<LANDLINE>(?<![\d-])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?(?:2|[3-6][1-5]|70)|"
             rf"\(?(?:02|0[3-6][1-5]|070|050[2-8])\)?)"
-            rf"(?:(?:\)|{_D}|[ .])[ \t]?\d{{3,4}}(?:{_D}|[ .])\d{{4}}|\d{{7,8}})(?!\d))",
+            rf"(?:(?:\)[ \t]?|{_PHONE_SEP})\d{{3,4}}{_PHONE_SEP}\d{{4}}|\d{{7,8}})(?!\d))",
             # 자동차 번호판 12가 3456, 123가 4567, 서울 12가 3456
             rf"(?P<PLATE>(?<![\d가-힣])(?:(?:{_REGIONS_SHORT})[ \t]?)?\d{{2,3}}[ \t]?[가-힣][ \t]?\d{{4}}(?!\d))",
             r"(?P<IP>(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d))",
