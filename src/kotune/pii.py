@@ -42,8 +42,9 @@ _UNIT = rf"(?:{_DONG}[ \t]?)?\d{{1,5}}호"
 _AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번야이입])"
 # after the address's own parts: a building, 동/호, a floor (…로 97 한빛타워 1804호)
 # (래미안 101-1203: block and unit written with a dash after a building's name)
+# (a building's name may hold a space there: …로 79, 센텀 한빛타워 12층)
 _TAIL = (
-    rf"(?:[ \t]?,?[ \t]?(?:{_BUILDING}(?:[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER}))?|{_UNIT}|"
+    rf"(?:[ \t]?,?[ \t]?(?:(?:[가-힣A-Za-z0-9○]{{1,12}}[ \t])?{_BUILDING}(?:[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER}))?|{_UNIT}|"
     rf"(?:{_DONG}[ \t]?)?\d{{1,3}}층))*"
 )
 _ROAD_PART = rf"{_ROAD}[ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:[ \t]?번?길[ \t]?\d{{1,5}})?{_AFTER_NUMBER}"
@@ -286,7 +287,11 @@ class Span:
     confidence: float = 1.0
 
 
-_ADDRESS_CUE = re.compile(r"(?:주소|배송지|[Aa]ddress)[^\n]{0,8}$")
+_ADDRESS_CUE = (
+    re.compile(  # 주소 a little before; 집 just before (집은 잠실동 22, not 집 앞 버스로 3)
+        r"(?:주소|배송지|[Aa]ddress)[^\n]{0,8}$|집(?:은|이|은요|이요)?[ \t]*[:：]?[ \t]*$"
+    )
+)
 
 
 def _address_ok(text: str, before: str = "") -> bool:
