@@ -64,7 +64,7 @@ _ADDRESS = re.compile(
 )
 _ADDRESS_HINT = re.compile(
     r"[로길동리가산][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)"
-    rf"|[{''.join({kind[-1] for kind in _BUILDINGS})}][ \t]?\d{{1,4}}-\d"  # 래미안 101-1203
+    rf"|[{''.join(sorted({kind[-1] for kind in _BUILDINGS}))}][ \t]?\d{{1,4}}-\d"  # 래미안 101-1203
 )
 # rooms, lines, typhoons and gazette numbers that are not where anyone lives
 _NOT_A_HOME_BEFORE = re.compile(
@@ -98,7 +98,7 @@ _REGIONS_SHORT = (
 _D = "[-\u2010\u2011\u2013\u2014\uff0d]"  # a dash as typed or pasted: -, ‐, –, —, －
 _PHONE_SEP = rf"(?:[ \t]?(?:{_D}|\.)[ \t]?|[ \t])"  # -, ., a space, or ` - ` between groups
 # the endings of the sites people share a profile or page of without `https://` (a path follows)
-_TLD = r"(?:com|net|org|kr|io|me|ly|gl|be|tv|co|app|dev|so|page|link|site|info|blog)"  # a dash as typed or pasted: -, ‐, –, —, －
+_TLD = r"(?:com|net|org|kr|io|me|ly|gl|be|tv|co|app|dev|so|page|link|site|info|blog)"
 
 # One alternation, one pass over the text; the first group that matches names the kind. Every
 # alternative starts with a digit, a Latin letter, @ or +: the lookahead lets the engine skip
@@ -203,7 +203,7 @@ _HANDLE = re.compile(
 # a search 3× slower)
 _ACCOUNT_LATIN = r"ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
 _HANDLE_HINT = re.compile(
-    rf"(?=[A-Za-z아계{''.join({w[0] for w in _SITES_KO})}])"
+    rf"(?=[A-Za-z아계{''.join(sorted({w[0] for w in _SITES_KO}))}])"
     rf"(?:아이디|계정|{'|'.join(_SITES_KO)}|{_ACCOUNT_LATIN})"
 )
 
@@ -274,7 +274,7 @@ _BORN = re.compile(
 _LATIN_CUES = rf"www\.|https?:|\.{_TLD}/|{_ACCOUNT_LATIN}"
 _CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
 _CANDIDATE = re.compile(
-    rf"(?=[0-9@.hwIiTtFfGg씨님{''.join({w[0] for w in _CUE_WORDS})}])"
+    rf"(?=[0-9@.hwIiTtFfGg씨님{''.join(sorted({w[0] for w in _CUE_WORDS}))}])"
     rf"(?:[0-9@]|{_LATIN_CUES}|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
 )
 
