@@ -6,8 +6,17 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from kotune.masking import Pseudonyms, leak_report, mask_text, people, speaker_names
-from kotune.pii import name_forms
+import pytest
+
+from kotune.masking import (
+    Pseudonyms,
+    leak_report,
+    mask_text,
+    people,
+    person_key,
+    speaker_names,
+)
+from kotune.pii import name_core, name_forms
 
 FORMS = name_forms(["민지", "김민지", "준호"])
 
@@ -17,6 +26,25 @@ def test_given_names_and_full_names_are_one_person():
     assert mask_text("김민지랑 민지, @민지", FORMS, pseudonyms)[0] == (
         "<PERSON1>랑 <PERSON1>, <PERSON1>"
     )
+
+
+@pytest.mark.parametrize(
+    ("nickname", "text", "masked"),
+    [
+        ("김민지🌸", "민지야 김민지🌸 왔어?", "<PERSON1>야 <PERSON1> 왔어?"),
+        ("준호(회사)", "준호 오늘 와?", "<PERSON1> 오늘 와?"),
+        ("♡서연♡", "서연아 뭐해", "<PERSON1>아 뭐해"),
+        ("[공지]지훈", "지훈이랑 가", "<PERSON1>이랑 가"),
+        ("박준호/마케팅", "준호 씨 오늘", "<PERSON1> 씨 오늘"),
+        # no one name inside: the nickname stays whole, its words are not taken for a name
+        ("오늘도 화이팅", "오늘도 비 와", "오늘도 비 와"),
+        ("공부하는 민지", "공부하는 중", "공부하는 중"),
+    ],
+)
+def test_a_decorated_nickname_masks_the_name_inside_it(nickname, text, masked):
+    """KakaoTalk nicknames carry emoji, teams and notes around the name people call them by."""
+    assert mask_text(text, name_forms([nickname]), Pseudonyms())[0] == masked
+    assert person_key(nickname) == person_key(name_core(nickname))
 
 
 def test_the_leak_scan_finds_what_masking_missed():

@@ -16,7 +16,14 @@ from kotune.checksums import brn_checksum_ok, corporate_checksum_ok, luhn_ok, rr
 from kotune.config import PII_KINDS as KINDS
 
 __all__ = ["KINDS", "Span", "brn_checksum_ok", "corporate_checksum_ok", "find_pii", "find_names"]
-__all__ += ["find_structured", "luhn_ok", "may_hold_pii", "name_forms", "names_pattern"]
+__all__ += [
+    "find_structured",
+    "luhn_ok",
+    "may_hold_pii",
+    "name_core",
+    "name_forms",
+    "names_pattern",
+]
 __all__ += ["rrn_checksum_ok"]
 
 # ------------------------------------------------------------------------------ shapes
@@ -402,18 +409,37 @@ def find_structured(text: str) -> list[Span]:
 # ------------------------------------------------------------------------------ names
 
 
+# What decorates a nickname around the name itself: 김민지🌸, ♡서연♡, 준호(회사), [공지]지훈,
+# 박준호/마케팅 — brackets and what they hold go, and what follows a / or |; the name is then
+# the only run of Hangul left (`공부하는 민지`, `오늘도 화이팅` have no one name: they stay whole)
+_NAME_BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\{[^}]*\}|<[^>]*>|【[^】]*】")
+_HANGUL_RUN = re.compile(r"[가-힣]+")
+
+
+def name_core(name: str) -> str:
+    """The Korean name inside a decorated nickname (준호(회사) → 준호), or the name itself."""
+    if re.fullmatch(r"[가-힣]{2,4}", name):
+        return name
+    bare = _NAME_BRACKETS.sub(" ", name)
+    runs = _HANGUL_RUN.findall(re.split(r"[/|]", bare)[0]) or _HANGUL_RUN.findall(bare)
+    return runs[0] if len(runs) == 1 and 2 <= len(runs[0]) <= 4 else name
+
+
 def name_forms(names: Iterable[str]) -> list[str]:
-    """Each name and, for a 3-syllable Korean full name, its given name (김민지 → 민지), longest
-    first so that 김민지 is masked whole. Particles after a name stay (민지야 → <PERSON1>야)."""
+    """Each name, the Korean name inside a decorated nickname (김민지🌸 → 김민지), and for a
+    3-syllable Korean full name its given name (김민지 → 민지); longest first so that 김민지 is
+    masked whole. Particles after a name stay (민지야 → <PERSON1>야)."""
     forms = set()
     for name in names:
         name = name.strip()
         if len(name) < 2:
             continue
         forms.add(name)
-        if len(name) == 3 and re.fullmatch(r"[가-힣]{3}", name):
-            forms.add(name[1:])
-    return sorted(forms, key=lambda f: (-len(f), f))
+        core = name_core(name)
+        forms.add(core)
+        if len(core) == 3 and re.fullmatch(r"[가-힣]{3}", core):
+            forms.add(core[1:])
+    return sorted((f for f in forms if len(f) >= 2), key=lambda f: (-len(f), f))
 
 
 Names = list[str] | tuple[str, ...] | re.Pattern | None  # name forms, or names_pattern(forms)
