@@ -163,6 +163,7 @@ def test_dates(written):
         ("파일: 발표.pdf", "file"),
         ("File: report.pdf", "file"),
         ("삭제된 메시지입니다.", "deleted"),
+        ("삭제된 메시지입니다", "deleted"),  # some clients write no full stop
         ("메시지가 삭제되었습니다.", "deleted"),
         ("This message was deleted.", "deleted"),
         ("음성메시지", "voice"),

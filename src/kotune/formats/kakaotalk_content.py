@@ -60,6 +60,9 @@ TAGS = {
     "deleted": None,  # nothing was said: never kept
 }
 _BY_TEXT = {text: kind for kind, texts in _EXACT.items() for text in texts}
+_BY_TEXT |= {
+    text[:-1]: kind for text, kind in _BY_TEXT.items() if text.endswith(".")
+}  # 삭제된 메시지입니다
 _PATTERN_STARTS = (
     "사진", "<사진", "파일", "File", "file", "보이스", "페이스", "Voice", "Face", "샵검색", "송금봉투",
     "정산",
