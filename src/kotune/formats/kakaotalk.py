@@ -166,7 +166,7 @@ def cut_points(text: str, layout: Layout, gap_minutes: int, parts: int) -> list[
         while m is not None:
             following = next(matches, None)
             if m.lastgroup == "day":  # (not a date typed in a message: as parse_text_export)
-                if not typed_day(text[m.end() : following.start() if following else None], layout):
+                if not typed_day(text[m.end() : following.start() if following else None]):
                     day = parse_date(m.group("ddate"))
             elif m.lastgroup == "msg" and (layout.dated or day is not None):
                 seconds = stamp_of(m, day, text, "")

@@ -85,13 +85,11 @@ def _drop_headers(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
-def typed_day(rest: str, layout: Layout) -> bool:
+def typed_day(rest: str) -> bool:
     """Whether a day line was typed in a message: `rest`, the lines after it up to the next
-    message or notice, holds text (a real day line is followed by a message at once). The first
-    day line of a file is a day line whatever follows it."""
-    return any(
-        line.strip() and not (layout.bare_notices and is_notice(line)) for line in rest.split("\n")
-    )
+    message or notice, holds text (a real day line is followed by a message, or a notice, at
+    once). The first day line of a file is a day line whatever follows it."""
+    return any(line.strip() and not is_notice(line) for line in rest.split("\n"))
 
 
 def day_before(text: str, pos: int, layout: Layout) -> int | None:
@@ -103,7 +101,7 @@ def day_before(text: str, pos: int, layout: Layout) -> int | None:
         m = layout.day_line.match(text, start, end)
         if m:
             following = layout.lines.search(text, end + 1)
-            if not typed_day(text[end : following.start() if following else pos], layout):
+            if not typed_day(text[end : following.start() if following else pos]):
                 return parse_date(m.group("ddate"))
             first = m.group("ddate")
         end = start - 1
@@ -165,7 +163,7 @@ def parse_text_export(
                     new_day = parse_date(m.group("ddate"))
                 except ValueError as error:
                     raise DataError(f"{source}:{_lineno(text, m.start())}: {error}") from None
-                if (messages or start) and typed_day(rest, layout):  # a date typed in a message
+                if (messages or start) and typed_day(rest):  # a date typed in a message
                     _append(messages, text[m.start() : stop], counts)
                     m = following
                     continue
