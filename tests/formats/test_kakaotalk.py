@@ -443,6 +443,22 @@ def test_a_notice_keeps_its_own_lines():
     assert counts["header_lines"] == 2  # a room's name is a header too
 
 
+def test_a_day_line_with_a_policy_line_after_it_is_still_a_day_line():
+    text = (
+        "2024년 3월 1일 오후 7:00\n2024년 3월 1일 오후 7:01, 민지 : 안녕하세요\n"
+        "2024년 3월 1일 오후 7:02, 회원님 : 반가워요\n"
+        "2024년 3월 2일 오전 9:00\n"
+        "운영정책을 위반한 메시지로 신고 접수 시 카카오톡 이용에 제한이 있을 수 있습니다.\n"
+        "2024년 3월 2일 오전 9:01, 민지 : 좋은 아침\n2024년 3월 2일 오전 9:02, 회원님 : 굿모닝\n"
+    )
+    records, counts = kakaotalk.parse(text, "open.txt", options("회원님"))
+    assert turns(records) == [
+        [("user", "안녕하세요"), ("assistant", "반가워요")],
+        [("user", "좋은 아침"), ("assistant", "굿모닝")],
+    ]
+    assert counts["day_lines"] == 2 and counts["skipped_system_notices"] == 1
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

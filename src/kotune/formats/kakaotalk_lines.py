@@ -178,7 +178,7 @@ def parse_text_export(
                 if lines:
                     counts["skipped_notice_lines"] += lines
                 rest = ""
-            if layout.bare_notices and rest.strip():
+            if rest.strip():  # notices written bare after a day line (PC; an open chat's policy)
                 rest = _drop_bare_notices("\n" + rest.lstrip("\n"), counts)
             if rest.strip():  # lines after a day line that are no new message
                 _append(messages, rest.lstrip("\n"), counts)
