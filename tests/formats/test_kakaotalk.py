@@ -2,7 +2,7 @@
 notices, names and encodings as real exports write them."""
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -590,3 +590,109 @@ def test_an_emoticon_sent_with_words_keeps_the_words():
     assert counts["skipped_emoticon"] == 2
     records, counts = kakaotalk.parse(text, "mac.csv", options("준호", media="tag"))
     assert turns(records)[0][0] == ("user", "<이모티콘>\n고마워")
+
+
+def _ko_time(t):
+    return ("오전" if t.hour < 12 else "오후") + f" {t.hour % 12 or 12}:{t.minute:02d}"
+
+
+def _en_time(t):
+    return f"{t.hour % 12 or 12}:{t.minute:02d} " + ("AM" if t.hour < 12 else "PM")
+
+
+def _ko_date(t):
+    return f"{t.year}년 {t.month}월 {t.day}일"
+
+
+def _en_date(t):
+    return f"{t:%B} {t.day}, {t.year}"
+
+
+# layout → (day line, message line, notice line, the exporting user), as each client writes them
+WRITERS = {
+    "android_ko": (
+        lambda t: f"{_ko_date(t)} {_ko_time(t)}",
+        lambda t, who, text: f"{_ko_date(t)} {_ko_time(t)}, {who} : {text}",
+        lambda t, text: f"{_ko_date(t)} {_ko_time(t)}, {text}",
+        "회원님",
+    ),
+    "ios_ko": (
+        lambda t: f"{_ko_date(t)} {'월화수목금토일'[t.weekday()]}요일",
+        lambda t, who, text: f"{t.year}. {t.month}. {t.day}. {_ko_time(t)}, {who} : {text}",
+        lambda t, text: f"{t.year}. {t.month}. {t.day}. {_ko_time(t)}: {text}",
+        "준호",
+    ),
+    "android_en": (
+        lambda t: f"{_en_date(t)}, {_en_time(t)}",
+        lambda t, who, text: f"{_en_date(t)}, {_en_time(t)}, {who} : {text}",
+        lambda t, text: f"{_en_date(t)}, {_en_time(t)}, {text}",
+        "You",
+    ),
+    "ios_time_only": (
+        lambda t: f"{_ko_date(t)} {'월화수목금토일'[t.weekday()]}요일",
+        lambda t, who, text: f"{_ko_time(t)}, {who} : {text}",
+        lambda t, text: f"{_ko_time(t)}: {text}",
+        "준호",
+    ),
+    "pc_ko": (
+        lambda t: f"--------------- {_ko_date(t)} {'월화수목금토일'[t.weekday()]}요일 ---------------",
+        lambda t, who, text: f"[{who}] [{_ko_time(t)}] {text}",
+        lambda t, text: text,
+        "준호",
+    ),
+    "pc_en": (
+        lambda t: f"--------------- {t:%A}, {_en_date(t)} ---------------",
+        lambda t, who, text: f"[{who}] [{_en_time(t)}] {text}",
+        lambda t, text: text,
+        "준호",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", list(WRITERS))
+def test_generated_exports_keep_every_message_and_nothing_else(layout):
+    """A seeded month of group chat in each layout: every typed line reaches a turn of the right
+    side, in order, with its writer's name; no notice, placeholder or header ever does; the same
+    on one core or three."""
+    import random
+
+    rng = random.Random(14)
+    day_line, message, notice, me = WRITERS[layout]
+    words = "오늘 내일 밥 먹자 어디야 좋아 ㅋㅋ 응 진짜 회의 끝나고 연락해 주말에 영화 볼래".split()
+    gone = ["사진", "이모티콘", "삭제된 메시지입니다.", "사진 3장", "파일: 회의록.pdf", "샵검색: #맛집"]
+    left = "다은 left this chatroom." if layout.endswith("en") else "다은님이 나갔습니다."
+    lines = ["단톡방 카카오톡 대화", "저장한 날짜 : 2023-06-01 10:00:00", ""]
+    said, t, today = [], datetime(2023, 5, 1, 8, 0), None
+    for i in range(300):
+        t += timedelta(minutes=rng.choice([0, 1, 2, 5, 30, 200, 900]))
+        if today != t.date():
+            lines.append(day_line(t))
+            today = t.date()
+        who, roll = rng.choice(["민지", me, "서연"]), rng.random()
+        if roll < 0.08:
+            lines.append(notice(t, left))
+        elif roll < 0.16:
+            lines.append(message(t, who, rng.choice(gone)))
+        else:
+            body = [f"{' '.join(rng.sample(words, 3))} #{i}.{k}" for k in range(rng.choice([1, 1, 2, 3]))]
+            if len(body) > 1 and rng.random() < 0.2:  # a date typed on a line of its own
+                body.insert(1, f"{_ko_date(t + timedelta(days=40))} 금요일")
+            lines += [message(t, who, body[0]), *body[1:]]
+            said.append((who, body))
+    text = "\n".join(lines) + "\n"
+    opts = options(me)
+    one = kakaotalk.convert(text, "g.txt", opts, 1)
+    assert one == kakaotalk.convert(text, "g.txt", opts, 3)
+    records = [json.loads(line) for line in one[0]]
+    turns_said = [(m["role"], m["content"]) for r in records for m in r["messages"]]
+    flat = "\n".join(content for _, content in turns_said)
+    position = 0
+    for who, body in said:  # in order, whole, on the right side
+        shown = "\n".join(body) if who == me else "\n".join([f"{who}: {body[0]}", *body[1:]])
+        position = flat.index(shown, position)
+        role = next(role for role, content in turns_said if shown in content)
+        assert role == ("assistant" if who == me else "user")
+    for never in ["나갔습니다", "left this", "삭제된", "사진", "이모티콘", "파일:", "샵검색", "저장한"]:
+        assert never not in flat
+    assert [r["meta"]["start"] for r in records] == sorted(r["meta"]["start"] for r in records)
+    assert one[2][f"layout_{layout}"] == 1 and one[2]["skipped_system_notices"] > 10
