@@ -635,7 +635,9 @@ WRITERS = {
         "준호",
     ),
     "pc_ko": (
-        lambda t: f"--------------- {_ko_date(t)} {'월화수목금토일'[t.weekday()]}요일 ---------------",
+        lambda t: (
+            f"--------------- {_ko_date(t)} {'월화수목금토일'[t.weekday()]}요일 ---------------"
+        ),
         lambda t, who, text: f"[{who}] [{_ko_time(t)}] {text}",
         lambda t, text: text,
         "준호",
@@ -658,8 +660,31 @@ def test_generated_exports_keep_every_message_and_nothing_else(layout):
 
     rng = random.Random(14)
     day_line, message, notice, me = WRITERS[layout]
-    words = "오늘 내일 밥 먹자 어디야 좋아 ㅋㅋ 응 진짜 회의 끝나고 연락해 주말에 영화 볼래".split()
-    gone = ["사진", "이모티콘", "삭제된 메시지입니다.", "사진 3장", "파일: 회의록.pdf", "샵검색: #맛집"]
+    words = [
+        "오늘",
+        "내일",
+        "밥",
+        "먹자",
+        "어디야",
+        "좋아",
+        "ㅋㅋ",
+        "응",
+        "진짜",
+        "회의",
+        "끝나고",
+        "연락해",
+        "주말에",
+        "영화",
+        "볼래",
+    ]
+    gone = [
+        "사진",
+        "이모티콘",
+        "삭제된 메시지입니다.",
+        "사진 3장",
+        "파일: 회의록.pdf",
+        "샵검색: #맛집",
+    ]
     left = "다은 left this chatroom." if layout.endswith("en") else "다은님이 나갔습니다."
     lines = ["단톡방 카카오톡 대화", "저장한 날짜 : 2023-06-01 10:00:00", ""]
     said, t, today = [], datetime(2023, 5, 1, 8, 0), None
@@ -674,7 +699,10 @@ def test_generated_exports_keep_every_message_and_nothing_else(layout):
         elif roll < 0.16:
             lines.append(message(t, who, rng.choice(gone)))
         else:
-            body = [f"{' '.join(rng.sample(words, 3))} #{i}.{k}" for k in range(rng.choice([1, 1, 2, 3]))]
+            body = [
+                f"{' '.join(rng.sample(words, 3))} #{i}.{k}"
+                for k in range(rng.choice([1, 1, 2, 3]))
+            ]
             if len(body) > 1 and rng.random() < 0.2:  # a date typed on a line of its own
                 body.insert(1, f"{_ko_date(t + timedelta(days=40))} 금요일")
             lines += [message(t, who, body[0]), *body[1:]]
@@ -692,7 +720,16 @@ def test_generated_exports_keep_every_message_and_nothing_else(layout):
         position = flat.index(shown, position)
         role = next(role for role, content in turns_said if shown in content)
         assert role == ("assistant" if who == me else "user")
-    for never in ["나갔습니다", "left this", "삭제된", "사진", "이모티콘", "파일:", "샵검색", "저장한"]:
+    for never in [
+        "나갔습니다",
+        "left this",
+        "삭제된",
+        "사진",
+        "이모티콘",
+        "파일:",
+        "샵검색",
+        "저장한",
+    ]:
         assert never not in flat
     assert [r["meta"]["start"] for r in records] == sorted(r["meta"]["start"] for r in records)
     assert one[2][f"layout_{layout}"] == 1 and one[2]["skipped_system_notices"] > 10
