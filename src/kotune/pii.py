@@ -319,8 +319,23 @@ def _digits(value: str) -> str:
 
 
 def _account_ok(text: str, start: int, end: int) -> bool:
-    digits = _digits(text[start:end])
-    return 10 <= len(digits) <= 14 and bool(_KEYWORDS.search(text[max(0, start - 20) : end + 12]))
+    """10–14 digits near a bank's word; or, with no word, grouped the way banks group them:
+    12–14 digits in 3 or 4 groups (신한 110-123-456789, 카카오뱅크 3333-01-2345678), not after
+    an order or tracking number's name and not starting with a year (2024-0301-123456)."""
+    value = text[start:end]
+    digits = _digits(value)
+    if not 10 <= len(digits) <= 14:
+        return False
+    if _KEYWORDS.search(text[max(0, start - 20) : end + 12]):
+        return True
+    groups = value.split("-")
+    return (
+        len(digits) >= 12
+        and 3 <= len(groups) <= 4
+        and not re.fullmatch(r"(?:19|20)\d\d", groups[0])
+        and not _ORDER_CUES.search(text[max(0, start - 16) : start])
+        and not re.search(r"ISBN[ \t:]*$", text[max(0, start - 8) : start])
+    )
 
 
 def _check(kind: str, text: str, start: int, end: int) -> str | None:
