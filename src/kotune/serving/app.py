@@ -102,7 +102,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestLog)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' probes
     async def health(request: Request) -> dict[str, Any]:
         if backend is None:
             return {"status": "ok", "model": model_id}

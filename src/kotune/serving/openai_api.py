@@ -17,16 +17,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from jinja2 import TemplateError
 
 from kotune import __version__
 from kotune.inference.engine import Delta, Done, Failure, PromptTooLong
+from kotune.serving.chat_messages import plain_messages
 from kotune.serving.chat_request import (
     ChatCompletionRequest,
     check_logit_bias,
     check_supported,
     context_error,
-    plain_messages,
     sampling_changes,
+    token_limit,
 )
 from kotune.serving.engine_backend import EngineBackend
 from kotune.serving.errors import ApiError, check_api_key
@@ -60,11 +62,11 @@ def build_router() -> APIRouter:
             "owned_by": "kotune",
         }
 
-    @router.get("/models")
+    @router.api_route("/models", methods=["GET", "HEAD"])
     async def list_models(request: Request) -> dict[str, Any]:
         return {"object": "list", "data": [model_card(backend_of(request))]}
 
-    @router.get("/models/{model_id:path}")
+    @router.api_route("/models/{model_id:path}", methods=["GET", "HEAD"])
     async def get_model(model_id: str, request: Request) -> dict[str, Any]:
         backend = backend_of(request)
         if model_id != backend.model_id:
@@ -80,12 +82,16 @@ def build_router() -> APIRouter:
             raise unknown_model(body.model)
         check_supported(body)
         check_logit_bias(body, backend.vocab_size)
-        messages = plain_messages(body)
-        limit = body.max_completion_tokens or body.max_tokens
-        try:
-            prepared = backend.prepare(messages, limit)
+        messages = plain_messages(body.messages)
+        limit, limit_param = token_limit(body)
+        try:  # tokenizing a long conversation takes a while: off the event loop
+            prepared = await asyncio.to_thread(backend.prepare, messages, limit)
         except PromptTooLong as error:
-            raise context_error(error) from None
+            raise context_error(error, limit_param) from None
+        except TemplateError as error:  # e.g. a template that wants user/assistant in turn
+            raise ApiError(
+                400, f"messages: the model's chat template refused them: {error}", param="messages"
+            ) from None
         params = backend.params(**sampling_changes(body, prepared.max_new_tokens))
         completion = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
