@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -83,6 +84,16 @@ def front_backend(args: argparse.Namespace) -> Any:
     return backend
 
 
+def check_origins(origins: list[str]) -> None:
+    """--cors-origin as browsers write an Origin header: scheme://host[:port], no path."""
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise KotuneError(
+                f"--cors-origin {origin!r}: not an origin (scheme://host[:port], no path, "
+                "e.g. https://app.example.com)"
+            )
+
+
 def check_db_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -102,6 +113,9 @@ def serve(args: argparse.Namespace) -> int:
         from kotune.inference.adapter import read_settings
 
         read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
+    if args.cors_origin and args.backend_url:
+        raise KotuneError("--cors-origin: with --backend-url this server has no /v1 API")
+    check_origins(args.cors_origin or [])
     check_port(args.host, args.port)
     db_url = args.db or default_db_url()
     check_db_url(db_url)  # a URL that is none fails before the model loads
@@ -122,7 +136,7 @@ def serve(args: argparse.Namespace) -> int:
 
         engine, about = load_engine(args)
         chat = EngineChat(engine, Persona.of_adapter(engine.settings))
-        app = create_app(engine, api_key=api_key)
+        app = create_app(engine, api_key=api_key, cors_origins=args.cors_origin or ())
     store = open_store(db_url)  # once the model is up: a folder that fails leaves no database
     settings = WebSettings(
         allow_signup=args.allow_signup or signup_open_by_default(args.host),
