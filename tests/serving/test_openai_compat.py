@@ -1,0 +1,326 @@
+"""What real OpenAI clients send, against a live `kotune serve`: content as a list of parts, the
+`developer` role, assistant turns with `content: null`, every OpenAI field at the default a
+client sends, what the server cannot honour refused by name, the key checked before the body,
+HEAD, 405, CORS only for the site named, streamed events as the client parses them, and a
+client that leaves a plain (not streamed) answer freeing its slot."""
+
+import http.client
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionChunk
+from openai_live import ALLOWED_ORIGIN, KEY, KOTUNE, QUESTIONS, ask, client, health, raw_post
+
+NO_EOS = {"0": -100}
+IMAGE = {
+    "type": "image_url",
+    "image_url": {"url": "https://example.com/menu.png"},
+}  # <|endoftext|> is id 0 in the scratch tokenizer: no early end
+
+
+def answer(server, **kwargs):
+    arguments = {"model": "mencius", "messages": ask(QUESTIONS[0]), "temperature": 0, **kwargs}
+    return client(server).chat.completions.create(**arguments)
+
+
+def test_text_parts_read_as_their_lines_and_developer_as_system(server):
+    lines = [{"role": "user", "content": "인이란\n무엇입니까?"}]
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "인이란"},
+                {"type": "text", "text": "무엇입니까?"},
+            ],
+        }
+    ]
+    by_lines, by_parts = answer(server, messages=lines), answer(server, messages=parts)
+    assert by_parts.choices[0].message.content == by_lines.choices[0].message.content
+    assert by_parts.usage.prompt_tokens == by_lines.usage.prompt_tokens
+
+    rule = "짧게 답하시오."
+    said = {
+        (role, kind): answer(server, messages=[{"role": role, "content": content}, *ask("인?")])
+        for role in ("system", "developer")
+        for kind, content in (("text", rule), ("parts", [{"type": "text", "text": rule}]))
+    }
+    system = said["system", "text"]
+    assert system.usage.prompt_tokens != answer(server, messages=ask("인?")).usage.prompt_tokens
+    for each in said.values():  # the request's system prompt replaces the persona's
+        assert each.usage.prompt_tokens == system.usage.prompt_tokens
+        assert each.choices[0].message.content == system.choices[0].message.content
+
+
+def test_assistant_turns_as_clients_send_them_back(server):
+    def history(turn: dict) -> int:
+        messages = [*ask(QUESTIONS[1]), {"role": "assistant", **turn}, *ask(QUESTIONS[0])]
+        return answer(server, messages=messages, max_tokens=2).usage.prompt_tokens
+
+    empty = history({"content": ""})
+    words = history({"content": "말씀드릴 수 없습니다."})
+    assert words > empty
+    assert history({"content": None}) == empty
+    assert history({}) == empty
+    # what the client's own ChatCompletionMessage dumps: null refusal, audio, tool calls
+    assert history({"content": "", "refusal": None, "audio": None, "tool_calls": []}) == empty
+    assert history({"content": None, "refusal": "말씀드릴 수 없습니다."}) == words
+    part = {"type": "refusal", "refusal": "말씀드릴 수 없습니다."}
+    assert history({"content": [part]}) == words
+
+
+def test_the_defaults_clients_send_are_accepted_and_change_nothing(server):
+    plain = answer(server, max_tokens=8)
+    tool = {"type": "function", "function": {"name": "menu", "parameters": {"type": "object"}}}
+    defaults = answer(
+        server,
+        max_tokens=8,
+        n=1,
+        top_p=1,
+        presence_penalty=0,
+        frequency_penalty=0,
+        logprobs=False,
+        logit_bias={},
+        stream=False,
+        stop=None,
+        user="user-1",
+        metadata={"app": "kotune-test"},
+        store=False,
+        parallel_tool_calls=True,
+        tools=[tool],
+        tool_choice="none",  # never called: nothing to honour
+        response_format={"type": "text"},
+        modalities=["text"],
+        service_tier="auto",
+        prompt_cache_key="k",
+        safety_identifier="s",
+        prediction={"type": "content", "content": "인"},
+        extra_body={"function_call": "none", "audio": None, "reasoning_effort": None},
+    )
+    assert defaults.choices[0].message.content == plain.choices[0].message.content
+    assert defaults.usage == plain.usage
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "words"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "이"}, IMAGE]}]},
+            "messages.[0].content.[1].type",
+            "'image_url' content is not supported",
+        )
+    ]
+    + [
+        (
+            {"messages": [{"role": "user", "content": [{"type": kind, kind: {}}]}]},
+            "messages.[0].content.[0].type",
+            f"'{kind}' content is not supported",
+        )
+        for kind in ("input_audio", "file")
+    ]
+    + [
+        (
+            {"messages": [*ask("x"), {"role": "tool", "content": "1", "tool_call_id": "c"}]},
+            "messages.[1].role",
+            "'tool' message",
+        ),
+        (
+            {
+                "messages": [
+                    *ask("x"),
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    *ask("x"),
+                ]
+            },
+            "messages.[1].tool_calls",
+            "tool calls",
+        ),
+        ({"messages": [{"role": "user", "content": []}]}, "messages.[0].content", "empty array"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages.[0].content", "Missing"),
+        ({"messages": [*ask("x"), {"role": "system", "content": "x"}]}, "messages", "user's"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools",
+            "not supported",
+        ),
+        ({"tool_choice": "required"}, "tool_choice", "not supported"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "not supported"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs", "not supported"),
+        ({"top_logprobs": 2}, "top_logprobs", "not supported"),
+        ({"frequency_penalty": 1}, "frequency_penalty", "not supported"),
+        ({"store": True}, "store", "not supported"),
+        ({"reasoning_effort": "high"}, "reasoning_effort", "not supported"),
+        ({"modalities": ["text", "audio"]}, "modalities", "not supported"),
+        ({"extra_body": {"top_k": 5}}, "top_k", "Unrecognized request argument"),
+        ({"max_tokens": 300}, "max_tokens", "maximum context length is 256"),
+        ({"max_completion_tokens": 300}, "max_completion_tokens", "maximum context length"),
+    ],
+)
+def test_what_cannot_be_honoured_is_a_400_naming_it(server, kwargs, param, words):
+    arguments = {"model": "mencius", "messages": ask(QUESTIONS[0]), **kwargs}
+    with pytest.raises(openai.BadRequestError) as error:
+        client(server).chat.completions.create(**arguments)
+    body = error.value.body
+    assert set(body) == {"message", "type", "param", "code"}, body
+    assert body["param"] == param and words in body["message"], body
+
+
+def test_the_token_limits_and_stops_as_clients_write_them(server):
+    both = answer(server, max_tokens=20, max_completion_tokens=3, logit_bias=NO_EOS)
+    assert both.usage.completion_tokens == 3  # max_completion_tokens wins, as in vLLM
+    text = answer(server, max_tokens=10, logit_bias=NO_EOS).choices[0].message.content
+    stop = text[3:5]
+    one = answer(server, max_tokens=10, logit_bias=NO_EOS, stop=stop).choices[0].message
+    listed = answer(server, max_tokens=10, logit_bias=NO_EOS, stop=["없는말", stop])
+    assert one.content == listed.choices[0].message.content == text[: text.index(stop)].rstrip()
+
+
+def test_a_seed_repeats_a_sampled_answer(server):
+    def sampled(seed: int) -> str:
+        said = answer(server, temperature=2, seed=seed, max_tokens=12, logit_bias=NO_EOS)
+        return said.choices[0].message.content
+
+    assert sampled(7) == sampled(7)
+    assert len({sampled(seed) for seed in (1, 2, 3)}) > 1
+
+
+def test_the_key_is_checked_first_and_never_logged(server):
+    wrong = "sk-wrong-key-4242"
+    status, data = raw_post(server, b'{"model": "mencius", "messages": [', {"Authorization": ""})
+    assert status == 401 and data["error"]["code"] == "invalid_api_key"  # not the JSON error
+    status, data = raw_post(server, b"{}", {"Authorization": f"Bearer {wrong}"})
+    assert status == 401 and data["error"]["message"] == "Incorrect API key provided."
+    body = json.dumps({"model": "mencius", "messages": ask("x"), "max_tokens": 1}).encode()
+    assert raw_post(server, body, {"Authorization": f"bearer {KEY}"})[0] == 200
+    assert raw_post(server, body, {"Authorization": f"Basic {KEY}"})[0] == 401
+    with pytest.raises(openai.AuthenticationError):
+        client(server, wrong).models.retrieve("mencius")
+    status, data = raw_post(server, b"", {"Content-Length": "0"})
+    assert status == 400 and "request body is empty" in data["error"]["message"]
+    time.sleep(0.3)
+    log = server["log"].read_text(encoding="utf-8")
+    assert "POST /v1/chat/completions 401 error=invalid_api_key" in log
+    assert KEY not in log and wrong not in log
+
+
+def request(server, method: str, path: str, headers: dict | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30)
+    connection.request(method, path, headers=headers or {})
+    response = connection.getresponse()
+    return response, response.read()
+
+
+def test_head_and_a_wrong_method(server):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/health", "/v1/models", "/v1/models/mencius"):
+        response, body = request(server, "HEAD", path, auth)
+        assert response.status == 200 and body == b"", path
+    response, body = request(server, "GET", "/v1/chat/completions", auth)
+    assert response.status == 405 and response.getheader("allow") == "POST"
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error" and "GET is not allowed" in error["message"]
+
+
+def test_cors_only_for_the_site_named_and_only_on_the_api(server):
+    preflight = {"Access-Control-Request-Method": "POST"}
+    preflight["Access-Control-Request-Headers"] = "authorization,content-type,x-stainless-os"
+    response, _ = request(
+        server, "OPTIONS", "/v1/chat/completions", {"Origin": ALLOWED_ORIGIN, **preflight}
+    )
+    assert response.status == 200
+    assert response.getheader("access-control-allow-origin") == ALLOWED_ORIGIN
+    assert "x-stainless-os" in response.getheader("access-control-allow-headers").lower()
+    assert response.getheader("access-control-allow-credentials") is None  # never cookies
+    response, _ = request(
+        server, "OPTIONS", "/v1/chat/completions", {"Origin": "https://evil.example", **preflight}
+    )
+    assert response.getheader("access-control-allow-origin") is None
+    response, _ = request(
+        server, "GET", "/v1/models", {"Origin": ALLOWED_ORIGIN, "Authorization": f"Bearer {KEY}"}
+    )
+    assert response.getheader("access-control-allow-origin") == ALLOWED_ORIGIN
+    response, _ = request(server, "GET", "/login", {"Origin": ALLOWED_ORIGIN})
+    assert response.status == 200 and response.getheader("access-control-allow-origin") is None
+
+
+def test_a_cors_origin_that_is_none_is_one_line(tiny_adapter):
+    result = subprocess.run(
+        [KOTUNE, "serve", "--adapter", str(tiny_adapter), "--cors-origin", "https://a.example/"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("kotune: error: --cors-origin 'https://a.example/': not an")
+
+
+def test_every_streamed_event_parses_as_the_clients_chunk(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
+    body = {
+        "model": "mencius",
+        "messages": ask(QUESTIONS[3]),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 6,
+        "logit_bias": NO_EOS,
+    }
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+    response = connection.getresponse()
+    assert response.getheader("content-type").startswith("text/event-stream")
+    events = [e for e in response.read().decode().split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    chunks = [ChatCompletionChunk.model_validate(json.loads(e[6:])) for e in events[:-1]]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    *answer_chunks, usage_chunk = chunks
+    assert [c.choices[0].finish_reason for c in answer_chunks][-1] == "length"
+    assert all(c.choices[0].finish_reason is None for c in answer_chunks[:-1])
+    assert usage_chunk.choices == [] and usage_chunk.usage.completion_tokens == 6
+
+
+def test_a_client_that_leaves_a_plain_answer_frees_its_slot(server):
+    before = health(server)
+    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
+    body = {
+        "model": "mencius",
+        "messages": ask(QUESTIONS[2]),
+        "max_tokens": 180,
+        "temperature": 2.0,
+        "seed": 1,
+        "logit_bias": NO_EOS,  # the answer would run for 180 tokens
+    }
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+    deadline = time.monotonic() + 30
+    while health(server)["running"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    others: list[str] = []
+    other = threading.Thread(
+        target=lambda: others.append(answer(server, max_tokens=4).choices[0].finish_reason)
+    )
+    other.start()
+    connection.sock.shutdown(socket.SHUT_RDWR)
+    connection.close()
+    other.join(timeout=60)
+    assert others and others[0] in ("stop", "length")  # the others are still served
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = health(server)
+        if now["cancelled"] > before["cancelled"] and now["running"] == 0:
+            break
+        time.sleep(0.05)
+    assert now["cancelled"] == before["cancelled"] + 1 and now["running"] == 0, now
