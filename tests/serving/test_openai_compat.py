@@ -179,6 +179,39 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(server, kwargs, param, words
     assert body["param"] == param and words in body["message"], body
 
 
+def test_n_choices_are_n_answers_seeded_one_after_another(server):
+    single = answer(server, max_tokens=8)
+    three = answer(server, max_tokens=8, n=3)
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert {c.message.content for c in three.choices} == {single.choices[0].message.content}
+    assert three.usage.prompt_tokens == single.usage.prompt_tokens  # one prompt
+    assert three.usage.completion_tokens == 3 * single.usage.completion_tokens
+
+    sampled = {"temperature": 2, "max_tokens": 10, "logit_bias": NO_EOS}
+    two = answer(server, n=2, seed=40, **sampled)
+    alone = [answer(server, seed=seed, **sampled).choices[0].message.content for seed in (40, 41)]
+    assert [c.message.content for c in two.choices] == alone
+
+    chunks = list(
+        client(server).chat.completions.create(
+            model="mencius",
+            messages=ask(QUESTIONS[0]),
+            n=2,
+            seed=40,
+            stream=True,
+            stream_options={"include_usage": True},
+            **sampled,
+        )
+    )
+    for index in (0, 1):
+        mine = [c.choices[0] for c in chunks if c.choices and c.choices[0].index == index]
+        assert mine[0].delta.role == "assistant"
+        assert "".join(c.delta.content or "" for c in mine) == alone[index]
+        assert [c.finish_reason for c in mine if c.finish_reason] == ["length"]
+        assert mine[-1].finish_reason == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 20
+
+
 def test_the_token_limits_and_stops_as_clients_write_them(server):
     both = answer(server, max_tokens=20, max_completion_tokens=3, logit_bias=NO_EOS)
     assert both.usage.completion_tokens == 3  # max_completion_tokens wins, as in vLLM

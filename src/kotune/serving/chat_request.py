@@ -1,7 +1,7 @@
 """The body of POST /v1/chat/completions: OpenAI's fields, checked as OpenAI checks them, and
 turned into the engine's messages and sampling settings. Every field of OpenAI's API is
-accepted at its default; a value this server cannot honour (n > 1, tools, logprobs, penalties
-other than 0, JSON mode, audio) is refused by name, never ignored. A name OpenAI does not
+accepted at its default; a value this server cannot honour (tools, logprobs, penalties other
+than 0, JSON mode, audio) is refused by name, never ignored. A name OpenAI does not
 know (a typo) is refused as OpenAI refuses it. Hints with no effect on the answer's text
 (user, metadata, service_tier, prompt caching, predicted output) are accepted and not used."""
 
@@ -72,7 +72,6 @@ def check_supported(body: ChatCompletionRequest) -> None:
     """400 for what this server cannot do, naming the parameter (never silently ignored)."""
     tools = bool(body.tools) or bool(body.functions)
     unsupported = {
-        "n": body.n not in (None, 1),
         "frequency_penalty": bool(body.frequency_penalty),
         "presence_penalty": bool(body.presence_penalty),
         "logprobs": bool(body.logprobs),
