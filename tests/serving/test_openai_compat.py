@@ -166,6 +166,7 @@ def test_the_defaults_clients_send_are_accepted_and_change_nothing(server):
         ({"reasoning_effort": "high"}, "reasoning_effort", "not supported"),
         ({"modalities": ["text", "audio"]}, "modalities", "not supported"),
         ({"extra_body": {"top_k": 5}}, "top_k", "Unrecognized request argument"),
+        ({"seed": 2**64}, "seed", "less than or equal to 9223372036854775807"),
         ({"max_tokens": 300}, "max_tokens", "maximum context length is 256"),
         ({"max_completion_tokens": 300}, "max_completion_tokens", "maximum context length"),
     ],

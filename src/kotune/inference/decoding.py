@@ -46,8 +46,11 @@ def make_generator(seed: int | None, device: Any) -> Any:
     import torch
 
     generator = torch.Generator(device=device)
+    # torch takes seeds in [-2**63, 2**64) and reads a negative one as its two's complement:
+    # any integer is taken modulo 2**64 (the same generator for those in range, no error for
+    # the rest: an error here, in the engine's thread, would leave the answer waiting)
     generator.manual_seed(
-        seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        seed % 2**64 if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     )
     return generator
 

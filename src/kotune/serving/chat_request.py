@@ -34,7 +34,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: Annotated[int | None, Field(ge=1)] = None
     max_completion_tokens: Annotated[int | None, Field(ge=1)] = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: int | None = None
+    seed: Annotated[int | None, Field(ge=-(2**63), le=2**63 - 1)] = None  # int64, as OpenAI
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     n: Annotated[int | None, Field(ge=1, le=128)] = 1
