@@ -4,6 +4,7 @@ client sends, what the server cannot honour refused by name, the key checked bef
 HEAD, 405, CORS only for the site named, streamed events as the client parses them, and a
 client that leaves a plain (not streamed) answer freeing its slot."""
 
+import asyncio
 import http.client
 import json
 import socket
@@ -211,6 +212,29 @@ def test_n_choices_are_n_answers_seeded_one_after_another(server):
         assert [c.finish_reason for c in mine if c.finish_reason] == ["length"]
         assert mine[-1].finish_reason == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 20
+
+
+def test_n_answers_merged_a_broken_one_ends_as_a_failure_not_a_wait():
+    from kotune.inference.requests import Delta, Done, Failure
+    from kotune.serving.openai_api import merge
+
+    async def good():
+        yield Delta("가")
+        yield Done("stop", 3, 1)
+
+    async def broken():
+        yield Delta("나")
+        raise RuntimeError("the engine is closed")
+
+    async def run():
+        return [event async for event in merge([good(), broken()])]
+
+    events = asyncio.run(asyncio.wait_for(run(), timeout=10))
+    assert [e for i, e in events if i == 0] == [Delta("가"), Done("stop", 3, 1)]
+    assert [e for i, e in events if i == 1] == [
+        Delta("나"),
+        Failure("generation failed: RuntimeError: the engine is closed"),
+    ]
 
 
 def test_the_token_limits_and_stops_as_clients_write_them(server):

@@ -128,8 +128,18 @@ async def merge(streams: list[AsyncIterator[Event]]) -> AsyncIterator[tuple[int,
     queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
 
     async def pump(index: int, events: AsyncIterator[Event]) -> None:
-        async for event in events:
-            await queue.put((index, event))
+        """One answer's events into the queue; one that breaks off ends as a Failure (never
+        left waiting)."""
+        end: Event = Failure("generation failed: the engine ended an answer without a reason")
+        try:
+            async for event in events:  # a stream ends after its Done or Failure
+                if isinstance(event, Delta):
+                    await queue.put((index, event))
+                else:
+                    end = event
+        except Exception as error:  # noqa: BLE001 - e.g. the engine is shutting down
+            end = Failure(f"generation failed: {type(error).__name__}: {error}")
+        await queue.put((index, end))
 
     tasks = [asyncio.ensure_future(pump(i, events)) for i, events in enumerate(streams)]
     try:
