@@ -237,6 +237,33 @@ def test_n_answers_merged_a_broken_one_ends_as_a_failure_not_a_wait():
     ]
 
 
+class TemplateRefuses:
+    """A backend whose chat template raises as HF templates do (`raise_exception`)."""
+
+    model_id, vocab_size = "strict", 100
+
+    def prepare(self, messages, max_tokens):
+        from jinja2 import TemplateError
+
+        raise TemplateError("Conversation roles must alternate user/assistant/user/assistant/...")
+
+    def close(self):
+        pass
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400():
+    from fastapi.testclient import TestClient
+
+    from kotune.serving.app import create_app
+
+    with TestClient(create_app(TemplateRefuses())) as http:
+        messages = [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]
+        response = http.post("/v1/chat/completions", json={"model": "strict", "messages": messages})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "messages" and "roles must alternate" in error["message"]
+
+
 def test_the_token_limits_and_stops_as_clients_write_them(server):
     both = answer(server, max_tokens=20, max_completion_tokens=3, logit_bias=NO_EOS)
     assert both.usage.completion_tokens == 3  # max_completion_tokens wins, as in vLLM
@@ -340,6 +367,7 @@ def test_every_streamed_event_parses_as_the_clients_chunk(server):
     connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
     response = connection.getresponse()
     assert response.getheader("content-type").startswith("text/event-stream")
+    assert response.getheader("x-accel-buffering") == "no"  # nginx passes pieces on at once
     events = [e for e in response.read().decode().split("\n\n") if e]
     assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
     chunks = [ChatCompletionChunk.model_validate(json.loads(e[6:])) for e in events[:-1]]

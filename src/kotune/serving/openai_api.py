@@ -107,7 +107,9 @@ def build_router() -> APIRouter:
                 await events.aclose()
                 raise ApiError(500, first[1].message, type="server_error")
             chunks = stream_chunks(request, events, first, completion, choices, include_usage)
-            return StreamingResponse(chunks, media_type="text/event-stream")
+            # no-cache, no proxy buffering: pieces reach a client behind nginx as they come
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         return await complete(request, events, completion, choices)
 
     return router
