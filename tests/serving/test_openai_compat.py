@@ -51,7 +51,11 @@ def test_text_parts_read_as_their_lines_and_developer_as_system(server):
         for kind, content in (("text", rule), ("parts", [{"type": "text", "text": rule}]))
     }
     system = said["system", "text"]
-    assert system.usage.prompt_tokens != answer(server, messages=ask("인?")).usage.prompt_tokens
+    persona = answer(server, messages=ask("인?")).usage.prompt_tokens
+    assert system.usage.prompt_tokens != persona
+    for blank in ("", " \n"):  # an app's empty system prompt field: the persona's stays
+        kept = answer(server, messages=[{"role": "system", "content": blank}, *ask("인?")])
+        assert kept.usage.prompt_tokens == persona
     for each in said.values():  # the request's system prompt replaces the persona's
         assert each.usage.prompt_tokens == system.usage.prompt_tokens
         assert each.choices[0].message.content == system.choices[0].message.content

@@ -106,15 +106,19 @@ def message_text(index: int, message: Message) -> str:
 
 def plain_messages(messages: list[Message]) -> list[dict[str, str]]:
     """The conversation as kotune's engine takes it: text only, `developer` as `system`; at
-    least one user message, the last message the user's."""
+    least one user message, the last message the user's. A blank system message (chat apps
+    send one when their system prompt field is empty) says nothing: the persona's stays."""
     plain = []
     for index, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
-        plain.append({"role": role, "content": message_text(index, message)})
-    if plain[-1]["role"] != "user":
+        text = message_text(index, message)
+        if role != "system" or text.strip():
+            plain.append({"role": role, "content": text})
+    if not plain or plain[-1]["role"] != "user":
         raise ApiError(
             400,
-            f"messages: the last message must be the user's (it is the {plain[-1]['role']}'s): "
+            "messages: the last message must be the user's (it is the "
+            f"{plain[-1]['role'] if plain else 'system'}'s): "
             "this server answers the user, it does not continue a turn",
             param="messages",
         )
