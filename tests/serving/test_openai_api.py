@@ -95,7 +95,7 @@ def body_of(error: openai.APIStatusError) -> dict:
         ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
         ({"extra_body": {"tempreature": 0.5}}, "tempreature", "Unrecognized request argument"),
         ({"n": 129}, "n", "less than or equal to 128"),
-        ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
+        ({"presence_penalty": 2.5}, "presence_penalty", "less than or equal to 2"),
         ({"logit_bias": {"999999": 5}}, "logit_bias", "not a token id"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
         ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed"),

@@ -166,7 +166,6 @@ def test_the_defaults_clients_send_are_accepted_and_change_nothing(server):
         ({"response_format": {"type": "json_object"}}, "response_format", "not supported"),
         ({"logprobs": True, "top_logprobs": 2}, "logprobs", "not supported"),
         ({"top_logprobs": 2}, "top_logprobs", "not supported"),
-        ({"frequency_penalty": 1}, "frequency_penalty", "not supported"),
         ({"store": True}, "store", "not supported"),
         ({"reasoning_effort": "high"}, "reasoning_effort", "not supported"),
         ({"modalities": ["text", "audio"]}, "modalities", "not supported"),
@@ -276,6 +275,24 @@ def test_the_token_limits_and_stops_as_clients_write_them(server):
     one = answer(server, max_tokens=10, logit_bias=NO_EOS, stop=stop).choices[0].message
     listed = answer(server, max_tokens=10, logit_bias=NO_EOS, stop=["없는말", stop])
     assert one.content == listed.choices[0].message.content == text[: text.index(stop)].rstrip()
+
+
+def test_presence_and_frequency_penalties_change_a_repetitive_answer(server):
+    def words(**penalties) -> list[str]:
+        no_repetition_penalty = {"repetition_penalty": 1.0}  # the persona's would blur it
+        reply = answer(
+            server, max_tokens=40, logit_bias=NO_EOS, extra_body=no_repetition_penalty, **penalties
+        )
+        return reply.choices[0].message.content.split()
+
+    def most_repeated(said: list[str]) -> int:
+        return max(said.count(word) for word in said)
+
+    assert most_repeated(words()) >= 2  # greedy and unpenalised, the tiny model repeats itself
+    for penalties in ({"frequency_penalty": 2}, {"presence_penalty": 2}):
+        assert most_repeated(words(**penalties)) == 1, penalties
+    repeating = words(frequency_penalty=-2)  # negative: the same word again and again
+    assert most_repeated(repeating) > len(repeating) / 2, repeating
 
 
 def test_a_seed_repeats_a_sampled_answer(server):

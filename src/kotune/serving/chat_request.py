@@ -1,7 +1,7 @@
 """The body of POST /v1/chat/completions: OpenAI's fields, checked as OpenAI checks them, and
 turned into the engine's messages and sampling settings. Every field of OpenAI's API is
-accepted at its default; a value this server cannot honour (tools, logprobs, penalties other
-than 0, JSON mode, audio) is refused by name, never ignored. A name OpenAI does not
+accepted at its default; a value this server cannot honour (tools, logprobs, JSON mode,
+audio) is refused by name, never ignored. A name OpenAI does not
 know (a typo) is refused as OpenAI refuses it. Hints with no effect on the answer's text
 (user, metadata, service_tier, prompt caching, predicted output) are accepted and not used."""
 
@@ -72,8 +72,6 @@ def check_supported(body: ChatCompletionRequest) -> None:
     """400 for what this server cannot do, naming the parameter (never silently ignored)."""
     tools = bool(body.tools) or bool(body.functions)
     unsupported = {
-        "frequency_penalty": bool(body.frequency_penalty),
-        "presence_penalty": bool(body.presence_penalty),
         "logprobs": bool(body.logprobs),
         "top_logprobs": body.top_logprobs is not None,
         # tool definitions with tool_choice "none" are never called: nothing to honour
@@ -139,6 +137,9 @@ def sampling_changes(body: ChatCompletionRequest, max_new_tokens: int) -> dict[s
             changes["do_sample"] = body.top_p > 0
         if body.top_p == 0:
             changes["do_sample"] = False
+    if body.presence_penalty or body.frequency_penalty:
+        changes["presence_penalty"] = body.presence_penalty or 0.0
+        changes["frequency_penalty"] = body.frequency_penalty or 0.0
     if body.repetition_penalty is not None:
         changes["repetition_penalty"] = body.repetition_penalty
     if body.stop:
