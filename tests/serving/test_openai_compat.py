@@ -431,3 +431,50 @@ def test_a_client_that_leaves_a_plain_answer_frees_its_slot(server):
             break
         time.sleep(0.05)
     assert now["cancelled"] == before["cancelled"] + 1 and now["running"] == 0, now
+
+
+def test_every_error_status_is_the_clients_exception_with_an_openai_body(caplog):
+    """Whatever status a /v1 route raises (now or in a later route), the body has OpenAI's shape
+    and the official client raises its class; an unexpected exception is a 500 whose words
+    (which can hold a user's text) stay out of the answer and the log."""
+    from fastapi import APIRouter, HTTPException
+    from fastapi.testclient import TestClient
+
+    from kotune.serving.app import create_app
+
+    router = APIRouter(prefix="/v1/probe")
+
+    @router.get("/{status}")
+    async def probe(status: int):
+        if status == 500:
+            raise RuntimeError("제 전화번호는 010-1234-5678")
+        raise HTTPException(status, "probe")
+
+    app = create_app(TemplateRefuses(), routers=[router])
+    http = TestClient(app, raise_server_exceptions=False)
+    api = openai.OpenAI(base_url="http://testserver/v1", api_key="x", http_client=http)
+    classes = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        409: openai.ConflictError,
+        422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError,
+        500: openai.InternalServerError,
+        503: openai.InternalServerError,
+    }
+    raised = {}
+    with caplog.at_level("INFO", logger="kotune"):
+        for status, error_class in classes.items():
+            with pytest.raises(error_class) as error:
+                api.with_options(max_retries=0).get(f"/probe/{status}", cast_to=object)
+            assert error.value.status_code == status
+            raised[status] = error.value.body
+    for status, body in raised.items():
+        assert set(body) == {"message", "type", "param", "code"}, body
+        kind = {429: "rate_limit_exceeded"}.get(status, "invalid_request_error")
+        assert body["type"] == ("server_error" if status >= 500 else kind), body
+    assert raised[500]["message"] == "internal server error (RuntimeError)"
+    assert "010-1234-5678" not in caplog.text and "전화번호" not in caplog.text
+    assert "internal error on GET /v1/probe/500: RuntimeError" in caplog.text
