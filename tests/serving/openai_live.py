@@ -69,6 +69,9 @@ def api_server(adapter: Path, folder: Path) -> Iterator[dict]:
         )
     try:
         wait_until_up(port, process)
+        banner = log.read_text(encoding="utf-8")
+        assert f"(API key required, CORS for {ALLOWED_ORIGIN})" in banner, banner
+        assert KEY not in banner
         yield {"port": port, "log": log, "process": process}
     finally:
         process.terminate()
