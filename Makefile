@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the page template `dvc plots show` fills (.dvc/config): Vega inlined, so plots draw offline
 PLOTPAGE := .dvc/plots/offline.html
-# dvc.yaml runs `python stages/…`: that python must be the project's
+# dvc.yaml runs `exec python stages/…`: that python must be the project's
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run exp test test-fast lint format params setup clean-venv

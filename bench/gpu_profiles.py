@@ -128,7 +128,8 @@ def compose_all() -> None:
 def stage(work: Path, log, name: str) -> float:
     """Run a stage exactly as dvc.yaml's cmd says (its script from this checkout), in `work`."""
     cmd = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"])
-    command = [sys.executable, str(ROOT / cmd[1]), *cmd[2:]]  # cmd: python stages/<name>.py …
+    assert cmd[:2] == ["exec", "python"], cmd  # cmd: exec python stages/<name>.py …
+    command = [sys.executable, str(ROOT / cmd[2]), *cmd[3:]]
     start = time.perf_counter()
     print(f"$ {' '.join(command)}", file=log, flush=True)
     result = subprocess.run(command, cwd=work, stdout=log, stderr=subprocess.STDOUT)

@@ -48,7 +48,7 @@ def test_the_task_has_what_skypilot_runs_and_what_kotune_needs(task):
 
 def test_the_other_machines_run_the_train_stage_as_dvc_yaml_does(task):
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    train = " ".join(stages["train"]["cmd"].split())
+    train = " ".join(stages["train"]["cmd"].removeprefix("exec ").split())
     assert train in [" ".join(line.split()) for line in task["run"].splitlines()]
     assert 'dvc exp run -n "$EXP_NAME"' in task["run"] and "dvc exp push origin" in task["run"]
 

@@ -346,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model-name", help="the model id clients ask for (default: the persona)")
     p.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="let pages of this site (e.g. https://app.example.com) call /v1 from the browser; "
+        "repeat for more (default: none)",
+    )
+    p.add_argument(
         "--slots",
         type=positive_int,
         help="answers generated at once (default: 8 on the CPU, "

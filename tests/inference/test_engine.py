@@ -193,6 +193,54 @@ def test_seeded_sampling_is_the_rows_own(make_engine):
     assert len({alone[0], other.text, greedy.text}) >= 2
 
 
+@pytest.mark.parametrize(
+    ("answer", "presence", "frequency", "chosen"),
+    [
+        ([], 2.0, 2.0, 2),  # nothing said yet: nothing to penalise
+        ([2, 2], 0.0, 1.0, 1),  # 2.5 - 2 × 1.0 = 0.5 < 1.0
+        ([2], 0.0, 1.0, 2),  # 2.5 - 1.0 = 1.5: still first
+        ([2], 2.0, 0.0, 1),  # once is enough for presence
+        ([3], -3.0, 0.0, 3),  # negative: said again
+    ],
+)
+def test_presence_and_frequency_penalties_count_the_answers_tokens(
+    answer, presence, frequency, chosen
+):
+    import torch
+
+    from kotune.inference.decoding import SamplingParams, pick_tokens
+
+    logits = torch.tensor([[0.0, 1.0, 2.5, 0.0, 0.0]] * 2)
+    plain = SamplingParams(max_new_tokens=4)
+    penalised = SamplingParams(
+        max_new_tokens=4, presence_penalty=presence, frequency_penalty=frequency
+    )
+    greedy = logits.argmax(dim=-1)
+    picked = pick_tokens(logits, greedy, [plain, penalised], [None, None], [answer, answer])
+    assert picked == [2, chosen]  # the unpenalised row keeps its greedy choice
+
+
+def test_any_integer_seed_is_answered(make_engine):
+    """A seed outside torch's range once failed in the engine's thread: its answer (and the
+    others joining with it) waited forever. Seeds are taken modulo 2**64."""
+    engine = make_engine(slots=4)
+    prompt = ask(engine, QUESTIONS[0])
+    texts = {}
+
+    def run(seed):
+        params = engine.params(max_new_tokens=8, do_sample=True, temperature=1.5, seed=seed)
+        texts[seed] = engine.answer(prompt, params).text
+
+    seeds = [2**64 + 5, 2**70, -(2**63) - 1, 5, -1, 2**64 - 1]
+    threads = [threading.Thread(target=run, args=(seed,), daemon=True) for seed in seeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(texts) == sorted(seeds), "an answer was left waiting"
+    assert texts[2**64 + 5] == texts[5] and texts[-1] == texts[2**64 - 1]
+
+
 def test_a_request_stop_string_and_logit_bias(make_engine):
     engine = make_engine(slots=2)
     prompt = ask(engine, QUESTIONS[1])

@@ -304,6 +304,16 @@ def client_factory(web):
 
 
 @pytest.fixture(scope="session")
+def server(tiny_adapter, tmp_path_factory):
+    """A live `kotune serve` on the tiny adapter, with an API key (openai_live.KEY) and CORS
+    for openai_live.ALLOWED_ORIGIN, shared by the API's tests; its log in a file."""
+    from openai_live import api_server
+
+    with api_server(tiny_adapter, tmp_path_factory.mktemp("serve")) as live_server:
+        yield live_server
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL server for the session, where Debian's binaries and psycopg are present."""
     from pg import PostgresServer, postgres_bindir

@@ -4,87 +4,25 @@ once, clients that leave, a generation that fails, and logs without message cont
 
 import http.client
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import openai
 import pytest
-
-KOTUNE = str(Path(sys.executable).with_name("kotune"))
-KEY = "test-key-123"
-QUESTIONS = [
-    "인이란 무엇입니까?",
-    "호연지기는?",
-    "맹자님, 왕도란 무엇입니까?",
-    "의란 무엇이오?",
-    "성선설을 설명해 주십시오.",
-    "사단이란?",
-    "군자의 도는 무엇입니까?",
-    "백성을 어떻게 다스립니까?",
-]
-SECRET = "제 전화번호는 010-1234-5678입니다"  # must never reach the server's log
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(port: int, process=None, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"kotune serve exited with {process.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the server did not come up")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_adapter, tmp_path_factory):
-    """A live `kotune serve` on the tiny adapter, with an API key; its log in a file."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [KOTUNE, "serve", "--adapter", str(tiny_adapter), "--port", str(port), "--slots", "8"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KOTUNE_API_KEY": KEY},
-        )
-    try:
-        wait_until_up(port, process)
-        yield {"port": port, "log": log, "process": process}
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def client(server, key: str | None = KEY) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server['port']}/v1", api_key=key, max_retries=0, timeout=120
-    )
-
-
-def health(server) -> dict:
-    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=10)
-    connection.request("GET", "/health")
-    return json.loads(connection.getresponse().read())
-
-
-def ask(question: str) -> list[dict]:
-    return [{"role": "user", "content": question}]
+from openai_live import (
+    KEY,
+    KOTUNE,
+    QUESTIONS,
+    SECRET,
+    ask,
+    client,
+    free_port,
+    health,
+    raw_post,
+    wait_until_up,
+)
 
 
 def test_the_model_list_names_the_persona(server):
@@ -156,8 +94,8 @@ def body_of(error: openai.APIStatusError) -> dict:
         ({"top_p": -0.5}, "top_p", "greater than or equal to 0"),
         ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
         ({"extra_body": {"tempreature": 0.5}}, "tempreature", "Unrecognized request argument"),
-        ({"n": 2}, "n", "not supported"),
-        ({"presence_penalty": 0.5}, "presence_penalty", "not supported"),
+        ({"n": 129}, "n", "less than or equal to 128"),
+        ({"presence_penalty": 2.5}, "presence_penalty", "less than or equal to 2"),
         ({"logit_bias": {"999999": 5}}, "logit_bias", "not a token id"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
         ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed"),
@@ -172,7 +110,7 @@ def body_of(error: openai.APIStatusError) -> dict:
                 ]
             },
             "messages.[0].content.[0].type",
-            "'text'",
+            "'image_url' content is not supported",
         ),
     ],
 )
@@ -214,14 +152,6 @@ def test_an_unknown_model_is_a_404_and_a_wrong_key_a_401(server):
     status, data = raw_post(server, body, {"Authorization": ""})  # no key at all
     assert status == 401 and data["error"]["code"] == "invalid_api_key"
     assert "didn't provide an API key" in data["error"]["message"]
-
-
-def raw_post(server, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
-    connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
-    all_headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    connection.request("POST", "/v1/chat/completions", body, {**all_headers, **(headers or {})})
-    response = connection.getresponse()
-    return response.status, json.loads(response.read())
 
 
 @pytest.mark.parametrize(
@@ -267,7 +197,8 @@ def test_eight_streams_at_once_get_their_own_answers_faster_than_in_turn(server)
     assert together < in_turn, f"8 streams at once took {together:.2f} s, in turn {in_turn:.2f} s"
 
 
-def test_a_client_that_leaves_mid_stream_frees_its_slot(server):
+@pytest.mark.parametrize("choices", [1, 3])
+def test_a_client_that_leaves_mid_stream_frees_its_slot(server, choices):
     before = health(server)
     connection = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
     body = {
@@ -277,6 +208,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(server):
         "max_tokens": 180,
         "temperature": 2.0,
         "seed": 1,
+        "n": choices,
         "logit_bias": {"0": -100},  # no end of text: the answer would run for 180 tokens
     }
     connection.request(
@@ -296,10 +228,10 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(server):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         now = health(server)
-        if now["cancelled"] > before["cancelled"] and now["running"] == 0:
+        if now["cancelled"] >= before["cancelled"] + choices and now["running"] == 0:
             break
         time.sleep(0.05)
-    assert now["cancelled"] == before["cancelled"] + 1 and now["running"] == 0, now
+    assert now["cancelled"] == before["cancelled"] + choices and now["running"] == 0, now
     assert now["finished"] == before["finished"]  # it was stopped, not run to its end
 
 

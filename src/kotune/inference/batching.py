@@ -246,6 +246,7 @@ class Batcher:
                 greedy[:count],
                 [r.request.params for r in rows],
                 [r.generator for r in rows],
+                [r.detokenizer.ids for r in rows],  # each answer's tokens so far
             )
         except Exception as error:  # noqa: BLE001 - any failure reaches the callers
             for row in list(rows):

@@ -24,6 +24,10 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    # OpenAI's: subtracted from the logit of each token the answer holds, once (presence) and
+    # per occurrence (frequency); 0 changes nothing
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()  # more stop strings, besides the adapter's own
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
@@ -46,8 +50,11 @@ def make_generator(seed: int | None, device: Any) -> Any:
     import torch
 
     generator = torch.Generator(device=device)
+    # torch takes seeds in [-2**63, 2**64) and reads a negative one as its two's complement:
+    # any integer is taken modulo 2**64 (the same generator for those in range, no error for
+    # the rest: an error here, in the engine's thread, would leave the answer waiting)
     generator.manual_seed(
-        seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        seed % 2**64 if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     )
     return generator
 
@@ -66,21 +73,40 @@ def adjust_logits(logits: Any, seen: Any, bias: Any, penalty: Any) -> Any:
     return torch.where(seen, penalised, logits)
 
 
+def penalised(params: SamplingParams) -> bool:
+    return bool(params.presence_penalty or params.frequency_penalty)
+
+
 def pick_tokens(
-    logits: Any, greedy: Any, params: list[SamplingParams], generators: list[Any]
+    logits: Any,
+    greedy: Any,
+    params: list[SamplingParams],
+    generators: list[Any],
+    answers: list[list[int]] | None = None,
 ) -> list[int]:
     """The next token of each row from adjusted `logits` [rows, vocab]: the greedy choice
     (`greedy` [rows], the argmax) unless the row samples, with temperature and top-p and its
-    own generator. One transfer to the host."""
+    own generator, or has presence / frequency penalties on the tokens of its answer so far
+    (`answers`, one id list a row). One transfer to the host."""
     import torch
 
-    if not any(p.do_sample for p in params):
+    if not any(p.do_sample or penalised(p) for p in params):
         return greedy.tolist()
     chosen = greedy.clone()
     for row, (p, generator) in enumerate(zip(params, generators, strict=True)):
-        if not p.do_sample:
+        if not (p.do_sample or penalised(p)):
             continue
-        probs = torch.softmax(logits[row] / p.temperature, dim=-1)
+        row_logits = logits[row]
+        if penalised(p) and answers and answers[row]:
+            ids = torch.tensor(answers[row], device=row_logits.device)
+            counts = torch.bincount(ids, minlength=row_logits.shape[0])[: row_logits.shape[0]]
+            counts = counts.to(row_logits.dtype)
+            row_logits = row_logits - p.frequency_penalty * counts
+            row_logits = row_logits - p.presence_penalty * (counts > 0).to(row_logits.dtype)
+        if not p.do_sample:
+            chosen[row] = row_logits.argmax()
+            continue
+        probs = torch.softmax(row_logits / p.temperature, dim=-1)
         if p.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True)
             before = sorted_probs.cumsum(0) - sorted_probs  # mass of the tokens ranked above

@@ -67,16 +67,44 @@ class RequestLog:
             )
 
 
+class ApiCors:
+    """ASGI middleware: CORS on /v1 only, for the origins given (`kotune serve --cors-origin`),
+    so that a page on another site can call the API with its key. No credentials: the web
+    chat's session cookie is never sent cross-site, and its pages get no CORS headers."""
+
+    def __init__(self, app: Any, origins: Sequence[str]) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        # any request header: the official JavaScript client sends its own (X-Stainless-*)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["*"],
+            allow_credentials=False,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(
     backend: EngineBackend | None,
     *,
     api_key: str | None = None,
     routers: Sequence[APIRouter] = (),
     model_id: str | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The app serving `backend`. `api_key`: required as `Authorization: Bearer KEY` on /v1
-    (None: open). Without a backend (the web chat in front of another server) there is no /v1,
-    and /health names `model_id`. At shutdown the backend is closed, after the callables in
+    (None: open). `cors_origins`: the sites whose pages may call /v1 (none by default).
+    Without a backend (the web chat in front of another server) there is no /v1, and /health
+    names `model_id`. At shutdown the backend is closed, after the callables in
     `app.state.closers` (sync or async: the web chat's backend and store)."""
 
     @asynccontextmanager
@@ -100,9 +128,11 @@ def create_app(
     app.state.api_key = api_key
     app.state.closers = []
     install_error_handlers(app)
+    if cors_origins and backend is not None:
+        app.add_middleware(ApiCors, origins=cors_origins)
     app.add_middleware(RequestLog)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' probes
     async def health(request: Request) -> dict[str, Any]:
         if backend is None:
             return {"status": "ok", "model": model_id}

@@ -15,7 +15,19 @@ from starlette.exceptions import HTTPException
 
 log = logging.getLogger("kotune.serve")
 
-TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error"}
+# the `type` OpenAI gives each status; any other status of 500 and over is a server_error
+TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
 
 
 class ApiError(Exception):
@@ -27,15 +39,18 @@ class ApiError(Exception):
         type: str | None = None,
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.type = type or TYPES.get(status, "server_error")
+        self.headers = dict(headers or {})
+        if status == 401:
+            self.headers["WWW-Authenticate"] = "Bearer"
 
     def response(self) -> JSONResponse:
         body = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers or None)
 
 
 def param_name(loc: tuple[Any, ...]) -> str | None:
@@ -74,6 +89,12 @@ def validation_error(error: RequestValidationError) -> ApiError:
     param = param_name(loc)
     if kind == "extra_forbidden":
         return ApiError(400, f"Unrecognized request argument supplied: {param}", param=param)
+    if kind == "missing" and param is None:
+        return ApiError(
+            400,
+            "The request body is empty: send a JSON object with 'model' and 'messages', "
+            "with Content-Type: application/json.",
+        )
     if kind == "missing":
         return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
     if param is None:
@@ -84,22 +105,31 @@ def validation_error(error: RequestValidationError) -> ApiError:
     return ApiError(400, f"Invalid value for '{param}': {first.get('msg')}.", param=param)
 
 
-async def check_api_key(request: Request) -> None:
-    """401 unless the request carries `Authorization: Bearer KEY` (when a key is set)."""
+def key_error(request: Request) -> ApiError | None:
+    """The 401 for a request without `Authorization: Bearer KEY` when a key is set, or None.
+    The key given is never repeated, in the answer or the log."""
     key = request.app.state.api_key
     if not key:
-        return
+        return None
     header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise ApiError(
+    scheme, _, given = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return ApiError(
             401,
             "You didn't provide an API key. You need to provide your API key in an "
             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
             code="invalid_api_key",
         )
     if not secrets.compare_digest(given.strip().encode(), key.encode()):
-        raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+        return ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return None
+
+
+async def check_api_key(request: Request) -> None:
+    """401 unless the request carries `Authorization: Bearer KEY` (when a key is set)."""
+    error = key_error(request)
+    if error is not None:
+        raise error
 
 
 def is_api(request: Request) -> bool:
@@ -119,8 +149,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, error: RequestValidationError) -> Any:
         if not is_api(request):
             return await request_validation_exception_handler(request, error)
-        api = validation_error(error)
-        request.state.error_code = api.type
+        # FastAPI reads the body before the key check runs: without the key, 401 comes first
+        api = key_error(request) if request.url.path.startswith("/v1/") else None
+        api = api or validation_error(error)
+        request.state.error_code = api.code or api.type
         return api.response()
 
     @app.exception_handler(HTTPException)
@@ -128,10 +160,15 @@ def install_error_handlers(app: FastAPI) -> None:
         if not is_api(request):
             request.state.error_code = f"http_{error.status_code}"
             return await http_exception_handler(request, error)
-        message = {404: f"Unknown request URL: {request.method} {request.url.path}."}.get(
-            error.status_code, str(error.detail)
-        )
-        return ApiError(error.status_code, message).response()
+        allowed = (error.headers or {}).get("Allow") or (error.headers or {}).get("allow")
+        message = {
+            404: f"Unknown request URL: {request.method} {request.url.path}.",
+            405: f"Method {request.method} is not allowed on {request.url.path}"
+            + (f" (allowed: {allowed})." if allowed else "."),
+        }.get(error.status_code, str(error.detail))
+        api = ApiError(error.status_code, message, headers=error.headers)
+        request.state.error_code = api.code or api.type
+        return api.response()
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

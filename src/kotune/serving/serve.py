@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -83,6 +84,16 @@ def front_backend(args: argparse.Namespace) -> Any:
     return backend
 
 
+def check_origins(origins: list[str]) -> None:
+    """--cors-origin as browsers write an Origin header: scheme://host[:port], no path."""
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise KotuneError(
+                f"--cors-origin {origin!r}: not an origin (scheme://host[:port], no path, "
+                "e.g. https://app.example.com)"
+            )
+
+
 def check_db_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -102,6 +113,10 @@ def serve(args: argparse.Namespace) -> int:
         from kotune.inference.adapter import read_settings
 
         read_settings(args.adapter)  # a wrong folder fails before the port check and the imports
+    if args.cors_origin and args.backend_url:
+        raise KotuneError("--cors-origin: with --backend-url this server has no /v1 API")
+    cors = args.cors_origin or []
+    check_origins(cors)
     check_port(args.host, args.port)
     db_url = args.db or default_db_url()
     check_db_url(db_url)  # a URL that is none fails before the model loads
@@ -122,7 +137,7 @@ def serve(args: argparse.Namespace) -> int:
 
         engine, about = load_engine(args)
         chat = EngineChat(engine, Persona.of_adapter(engine.settings))
-        app = create_app(engine, api_key=api_key)
+        app = create_app(engine, api_key=api_key, cors_origins=cors)
     store = open_store(db_url)  # once the model is up: a folder that fails leaves no database
     settings = WebSettings(
         allow_signup=args.allow_signup or signup_open_by_default(args.host),
@@ -136,7 +151,8 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kotune").setLevel(logging.INFO)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
-    api = f"; API {url}/v1" + (" (API key required)" if api_key else "") if engine else ""
+    notes = [*(["API key required"] if api_key else []), *(f"CORS for {o}" for o in cors)]
+    api = f"; API {url}/v1" + (f" ({', '.join(notes)})" if notes else "") if engine else ""
     signup = "open" if settings.allow_signup else "closed (--allow-signup opens it)"
     print(
         f"kotune serve: {about}\n"
