@@ -35,6 +35,17 @@ FOUND = {
         ("집은 02-345-6789", "집은 <PHONE>"),
         ("031)123-4567 사무실", "<PHONE> 사무실"),
         ("070-1234-5678", "<PHONE>"),
+        ("0505-123-4567로 전화", "<PHONE>로 전화"),  # 050x: personal and shop relay numbers
+        ("안심번호 0507-1234-5678", "안심번호 <PHONE>"),
+        ("010–2345–6789", "<PHONE>"),  # en dashes, as pasted from a document
+        ("+82-2-345-6789", "<PHONE>"),  # a landline written for abroad
+        ("(02) 345-6789", "<PHONE>"),
+        ("(010)2345-6789", "<PHONE>"),
+        ("82-10-2345-6789", "<PHONE>"),
+        ("0313456789 사무실", "<PHONE> 사무실"),  # a landline without separators
+        ("번호는010-2345-6789이야", "번호는<PHONE>이야"),
+        ("010 - 2345 - 6789", "<PHONE>"),  # spaces around the dashes
+        ("02 - 345 - 6789", "<PHONE>"),
     ],
     "RRN": [
         ("주민번호 900101-1234567", "주민번호 <RRN>"),
@@ -43,21 +54,34 @@ FOUND = {
         ("9001011234567", "<RRN>"),
         ("주민번호 900101.1234567", "주민번호 <RRN>"),  # written with a dot
         ("900101 - 1234567 맞아?", "<RRN> 맞아?"),
+        ("주민등록번호는 123456-1234567입니다", "주민등록번호는 <RRN>입니다"),  # no date: the cue
+        ("주민번호 앞자리 900101", "주민번호 앞자리 <RRN>"),
+        ("900101-*******", "<RRN>"),
+        ("900101–1234567", "<RRN>"),
     ],
     "CARD": [
         ("카드 4111 1111 1111 1111", "카드 <CARD>"),
         ("아멕스 3782-822463-10005", "아멕스 <CARD>"),
+        ("카드번호: 1234-5678-9012-3456", "카드번호: <CARD>"),  # after its name: any check digit
+        ("신용카드: 9430-8212-3456-2390", "신용카드: <CARD>"),
+        ("card number 1234 5678 9012 3456", "card number <CARD>"),
     ],
     "ACCOUNT": [
         ("국민은행 123456-01-234567로 보내줘", "국민은행 <ACCOUNT>로 보내줘"),
         ("내 계좌 110-123-456789", "내 계좌 <ACCOUNT>"),
         ("토스로 3333012345678 입금", "토스로 <ACCOUNT> 입금"),
         ("국민 110-12-34567 입금해줘", "국민 <ACCOUNT> 입금해줘"),  # 3-2-5 but no 사업자 checksum
+        ("농협 302-1234-5678-91로 보내", "농협 <ACCOUNT>로 보내"),
+        ("카카오뱅크 3333-01-2345678", "카카오뱅크 <ACCOUNT>"),
+        ("123-456-789012로 보내", "<ACCOUNT>로 보내"),  # no bank named: a bank's grouping
+        ("1002-123-456789", "<ACCOUNT>"),
     ],
     "EMAIL": [("minji.kim94@example.com 으로 메일", "<EMAIL> 으로 메일")],
     "URL": [
         ("https://blog.example.com/post/12에서 봤어", "<URL>에서 봤어"),
         ("www.example.org 참고", "<URL> 참고"),
+        ("인스타 instagram.com/minji_kim94 팔로우해", "인스타 <URL> 팔로우해"),  # no https://
+        ("blog.naver.com/hanbit88 놀러와", "<URL> 놀러와"),
     ],
     "ADDRESS": [
         ("서울 마포구 성미산로12길 34, 101동 1203호", "<ADDRESS>"),
@@ -79,12 +103,28 @@ FOUND = {
         ("1600 Amphitheatre Parkway, Mountain View, CA 94043", "<ADDRESS>"),
         ("221B Baker Street, London 살았던 데", "<ADDRESS> 살았던 데"),
         ("I live at 350 Fifth Avenue, Apt 4B, New York, NY 10118", "I live at <ADDRESS>"),
+        ("우리 집 주소는 성미산로 34야", "우리 집 주소는 <ADDRESS>야"),  # 주소 before a bare road
+        ("래미안 101-1203", "<ADDRESS>"),  # 동-호 written with a dash after the building
+        ("B동 1203호", "<ADDRESS>"),
+        ("서울특별시 강남구 테헤란로 152 한빛센터 20층", "<ADDRESS>"),
+        ("경기도 성남시 분당구 판교역로 235, 한빛스퀘어 N동 8층", "<ADDRESS>"),
+        ("서울시 관악구 신림동 산 56-1", "<ADDRESS>"),  # a mountain lot (산)
+        ("우리 집은 잠실동 22", "우리 집은 <ADDRESS>"),  # 집 just before a bare lot
+        ("부산 해운대구 센텀중앙로 79, 센텀 한빛타워 12층 1203호", "<ADDRESS>"),
     ],
     "PERSON": [
         ("@민지 이거 봐", "<PERSON1> 이거 봐"),
         ("민지야 뭐해", "<PERSON1>야 뭐해"),
         ("준호랑 갔어", "<PERSON2>랑 갔어"),
         ("김민지 씨", "<PERSON1> 씨"),
+        ("인스타 @minji.kim_94", "인스타 <PERSON3>"),  # a handle with a dot, whole
+        ("신한 110-123-456789 예금주 홍길동", "신한 <ACCOUNT> 예금주 <PERSON3>"),
+        ("성명: 박서연입니다", "성명: <PERSON3>입니다"),
+        ("박서준 씨가 그러는데", "<PERSON3> 씨가 그러는데"),  # a full name before 씨, apart
+        ("최유진 님께 전해줘", "<PERSON3> 님께 전해줘"),
+        ("카톡 아이디 hanbitkim", "카톡 아이디 <PERSON3>"),  # an account: a person, like @민지
+        ("인스타 minji.kim 팔로우해", "인스타 <PERSON3> 팔로우해"),
+        ("ID: hong1234", "ID: <PERSON3>"),
     ],
     "BUSINESS_ID": [
         ("사업자등록번호 220-81-62517", "사업자등록번호 <BUSINESS_ID>"),  # checksum valid
@@ -92,6 +132,7 @@ FOUND = {
         ("사업자번호: 2208162517", "사업자번호: <BUSINESS_ID>"),
         ("사업자등록번호 123-45-67890", "사업자등록번호 <BUSINESS_ID>"),  # a cue: any shape
         ("business no. 124-81-00998", "business no. <BUSINESS_ID>"),
+        ("My BRN is 1048656659", "My BRN is <BUSINESS_ID>"),
     ],
     "CORPORATE_ID": [
         ("110111-0012346", "<CORPORATE_ID>"),  # checksum valid, not a 주민번호 shape
@@ -103,12 +144,15 @@ FOUND = {
         ("여권 M789C1234 만료", "여권 <PASSPORT> 만료"),
         ("M789C1234 로 예약했어", "<PASSPORT> 로 예약했어"),  # the 2021 shape: letter 3 letter 4
         ("passport number: S98765432", "passport number: <PASSPORT>"),
+        ("PASSPORT NO. M12345678", "PASSPORT NO. <PASSPORT>"),
+        ("m456B7890 맞아?", "<PASSPORT> 맞아?"),  # written in lower case
     ],
     "DRIVER_LICENSE": [
         ("운전면허 13-22-123456-12", "운전면허 <DRIVER_LICENSE>"),
         ("13-22-123456-12", "<DRIVER_LICENSE>"),
         ("면허번호 서울 21-123456-78", "면허번호 <DRIVER_LICENSE>"),
         ("면허번호는 132212345612", "면허번호는 <DRIVER_LICENSE>"),
+        ("28 22 123456 12", "<DRIVER_LICENSE>"),  # spaces for dashes
     ],
     "PLATE": [
         ("내 차 12가 3456", "내 차 <PLATE>"),
@@ -125,12 +169,14 @@ FOUND = {
         ("생년월일 880721", "생년월일 <BIRTHDATE>"),
         ("생일은 7월 21일", "생일은 <BIRTHDATE>"),
         ("DOB 07/21/1988", "DOB <BIRTHDATE>"),
+        ("88.07.21생", "<BIRTHDATE>"),
     ],
     "ZIPCODE": [
         ("우편번호 04524", "우편번호 <ZIPCODE>"),
         ("(우) 04524 서울", "(우) <ZIPCODE> 서울"),
         ("우편번호: 135-080", "우편번호: <ZIPCODE>"),
         ("zip code 94043", "zip code <ZIPCODE>"),
+        ("우편번호(04524)", "우편번호(<ZIPCODE>)"),
     ],
     "IP": [
         ("접속 IP 211.234.10.5", "접속 IP <IP>"),
@@ -164,7 +210,8 @@ SURVIVES = {
     "order, tracking and book numbers": [
         "주문번호 123-45-67890", "주문번호 220-81-62517", "송장번호 1234-5678-9012",
         "ISBN 978-89-6848-123-4", "ISBN 9788968481234", "운송장 684512345678",
-        "예약번호 110111-0012346",
+        "예약번호 110111-0012346", "운송장 6081-2345-6789", "주문번호 2024-0301-123456",
+        "2024-0301-1234567", "978-89-6848-123-4",
     ],
     "business phone numbers": ["대표번호 1588-1234", "1577-1000으로 전화", "010", "카드 4111-1111-1111-1112"],
     "places that are no address": [
@@ -175,6 +222,26 @@ SURVIVES = {
         "3. 라멘이나 우동\n4. 김밥", "중식 코스 요리\n4. 이탈리안", "https가 뭐야",
         "M사이즈 2개", "Top 10 Drive tips", "여권 사진 찍었어", "생일 축하해", "우편으로 보내",
         "면허 따는 중", "사업자 냈어",
+    ],
+    "scores, ranges and symbols": [
+        "3.5.1 업데이트", "2:1로 이김", "10-20-30 법칙", "5-3으로 졌어", "2024–03–01",
+        "(1) 첫째 (2) 둘째", "(010) 이라고 써", "1234-5678", "3-4-5 삼각형", "100-200명",
+        "123-456", "2024-1234567", "20-30대", "82학번 10명", "1:1 문의", "월 200-300", "24/7",
+        "버전 82.10.1234", "24.03.01 생방송", "가격 19,900원 (정가 25,000원)",
+    ],
+    "cue words with no number after them": [
+        "주민 150000명이 사는 동네", "주민센터 123456", "수령인 이름 적어줘", "예금주 확인해줘",
+        "성명서 발표", "카드 할부 3개월", "체크카드로 12,000원 결제", "신용카드 혜택 5%",
+        "카드번호 몰라", "주소 알려줄게", "래미안 모델하우스 10-20분", "A동 로비", "지하 1층 B동",
+        "부산행 KTX 12호차", "303호 강의실에서", "집 앞 버스로 3 정거장", "집에서 우동 2그릇",
+    ],
+    "accounts' words with no account after them": [
+        "인스타 story 올렸어", "계정 정지됐어", "아이디 비번 알려줘", "paid idea", "video abc123",
+        "카톡 pc버전", "ID 카드",
+    ],
+    "씨 and 님 after no name": [
+        "수박 씨 뱉어", "진짜 님 최고", "이제 님이 해", "김 씨 아저씨", "마음씨 좋은 사람",
+        "한국 씨름", "선생님께 여쭤봐", "오늘 날씨 좋다",
     ],
 }  # fmt: skip
 

@@ -88,13 +88,18 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
+    import unicodedata
+
     from kotune.masking import Pseudonyms, mask_text
     from kotune.pii import find_pii, name_forms
 
-    forms = name_forms(n for n in (args.names or "").split(",") if n.strip())
+    # NFC first, as the clean stage does: decomposed Hangul (NFD, as macOS writes file names and
+    # some exports) would hide every cue word and name from the detectors
+    names = unicodedata.normalize("NFC", args.names or "")
+    forms = name_forms(n for n in names.split(",") if n.strip())
     pseudonyms = Pseudonyms()  # one per run: the same person is the same <PERSONn> on every line
     for line in sys.stdin:
-        text = line.rstrip("\n")
+        text = unicodedata.normalize("NFC", line.rstrip("\n"))
         if args.json:
             spans = [
                 {"start": s.start, "end": s.end, "kind": s.kind, "confidence": s.confidence}

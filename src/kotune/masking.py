@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from kotune.pii import KINDS, Names, Span, find_pii, name_forms, names_pattern
+from kotune.pii import KINDS, Names, Span, find_pii, name_core, name_forms, names_pattern
 
 # Labels an export gives its owner: not a person's name.
 OWNER_LABELS = frozenset({"회원님", "You", "you", "나"})
@@ -22,8 +22,8 @@ OWNER_LABELS = frozenset({"회원님", "You", "you", "나"})
 
 @lru_cache(maxsize=65536)
 def person_key(name: str) -> str:
-    """Who a name form stands for: 김민지 and 민지 and @민지 are one person."""
-    name = name.lstrip("@")
+    """Who a name form stands for: 김민지, 민지, @민지 and the nickname 김민지🌸 are one person."""
+    name = name_core(name.lstrip("@"))
     return name[1:] if len(name) == 3 and re.fullmatch(r"[가-힣]{3}", name) else name
 
 
@@ -106,7 +106,11 @@ def kiwi_person_names(texts: Iterable[str], kiwi: Any) -> list[str]:
     texts = list(texts)
     for text, tokens in zip(texts, kiwi.tokenize(texts), strict=True):
         for token, following in zip(tokens, tokens[1:], strict=False):
-            if token.tag == "NNP" and len(token.form) >= 2 and token.end == following.start:
+            # 박서준 씨, 예린 님: 씨 and 님 (Kiwi: NNB) are written apart, as the rules want
+            apart = following.tag == "NNB" and following.form in ("씨", "님")
+            if token.tag == "NNP" and len(token.form) >= 2 and token.end <= following.start:
+                if following.start > token.end + (1 if apart else 0):
+                    continue
                 rest = text[following.start : following.start + 2]
                 if rest.startswith(_PERSON_CUES):
                     # 지훈이랑: Kiwi keeps the 이 that follows a given name ending in a consonant

@@ -16,7 +16,14 @@ from kotune.checksums import brn_checksum_ok, corporate_checksum_ok, luhn_ok, rr
 from kotune.config import PII_KINDS as KINDS
 
 __all__ = ["KINDS", "Span", "brn_checksum_ok", "corporate_checksum_ok", "find_pii", "find_names"]
-__all__ += ["find_structured", "luhn_ok", "may_hold_pii", "name_forms", "names_pattern"]
+__all__ += [
+    "find_structured",
+    "luhn_ok",
+    "may_hold_pii",
+    "name_core",
+    "name_forms",
+    "names_pattern",
+]
 __all__ += ["rrn_checksum_ok"]
 
 # ------------------------------------------------------------------------------ shapes
@@ -27,30 +34,45 @@ _REGION = (
 )
 _CITY = r"[가-힣]{1,6}(?:시|군|구|읍|면)"
 _ROAD = r"[가-힣0-9○]{1,12}(?:로|길)"
-_BUILDING = (  # a building's name and its kind: 한빛타워, 래미안, 한빛빌, 행복원룸
-    r"[가-힣A-Za-z0-9○]{0,12}(?:빌라|빌딩|빌|아파트|맨션|타워|오피스텔|하이츠|캐슬|자이|푸르지오|"
-    r"래미안|아이파크|힐스테이트|팰리스|레지던스|하우스|주택|연립|원룸|기숙사|생활관|고시원|고시텔)"
-)
-_UNIT = r"(?:\d{1,4}동[ \t]?)?\d{1,5}호"
-# after the address's own parts: a building, 동/호, a floor (…로 97 한빛타워 1804호)
-_TAIL = rf"(?:[ \t]?,?[ \t]?(?:{_BUILDING}(?:[ \t]?{_UNIT})?|{_UNIT}|\d{{1,3}}층))*"
+_BUILDINGS = (
+    "빌라", "빌딩", "빌", "아파트", "맨션", "타워", "오피스텔", "하이츠", "캐슬", "자이", "푸르지오",
+    "래미안", "아이파크", "힐스테이트", "팰리스", "레지던스", "하우스", "주택", "연립", "원룸",
+    "기숙사", "생활관", "고시원", "고시텔", "센터", "스퀘어", "플라자", "프라자", "타운", "빌리지",
+    "하임", "오피스",
+)  # fmt: skip
+# a building's name and its kind: 한빛타워, 래미안, 한빛빌, 행복원룸
+_BUILDING = rf"[가-힣A-Za-z0-9○]{{0,12}}(?:{'|'.join(_BUILDINGS)})"
+_DONG = r"(?:\d{1,4}|[A-Z])동"  # an apartment block: 101동, B동
+_UNIT = rf"(?:{_DONG}[ \t]?)?\d{{1,5}}호"
 # after an address number: the end, punctuation or space, or a particle (에, 에서, 으로, 쪽 …);
 # not another syllable (`을지로 3가` is a place, `학교로 5분` a duration)
-_AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번])"
+_AFTER_NUMBER = r"(?=$|[^가-힣\d]|[에으로까쪽번야이입])"
+# after the address's own parts: a building, 동/호, a floor (…로 97 한빛타워 1804호)
+# (래미안 101-1203: block and unit written with a dash after a building's name)
+# (a building's name may hold a space there: …로 79, 센텀 한빛타워 12층)
+_TAIL = (
+    rf"(?:[ \t]?,?[ \t]?(?:(?:[가-힣A-Za-z0-9○]{{1,12}}[ \t])?{_BUILDING}(?:[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER}))?|{_UNIT}|"
+    rf"(?:{_DONG}[ \t]?)?\d{{1,3}}층))*"
+)
 _ROAD_PART = rf"{_ROAD}[ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:[ \t]?번?길[ \t]?\d{{1,5}})?{_AFTER_NUMBER}"
-_LOT_PART = rf"[가-힣○]{{1,8}}[동리][ \t]?\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
+_LOT_PART = (
+    rf"[가-힣○]{{1,8}}[동리][ \t]?(?:산[ \t]?)?\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
+)
 # a street section and a lot number: 을지로 3가 12-3, 명동2가 54-1번지
 _SECTION_PART = rf"[가-힣○]{{1,10}}(?:로|동)[ \t]?\d{{1,2}}가[ \t]\d{{1,5}}(?:-\d{{1,5}})?(?:번지)?{_AFTER_NUMBER}"
 _ADDRESS = re.compile(
     rf"(?P<ADDRESS>(?:{_REGION}[ \t]?)?(?:{_CITY}[ \t])*"
-    rf"(?:(?:{_ROAD_PART}|{_SECTION_PART}|{_LOT_PART}){_TAIL}|{_BUILDING}[ \t]?{_UNIT}|"
-    rf"\d{{1,4}}동[ \t]?\d{{1,5}}호))"
+    rf"(?:(?:{_ROAD_PART}|{_SECTION_PART}|{_LOT_PART}){_TAIL}|"
+    rf"{_BUILDING}[ \t]?(?:{_UNIT}|\d{{1,4}}-\d{{1,5}}(?![\d-]){_AFTER_NUMBER})|{_DONG}[ \t]?\d{{1,5}}호))"
     # what is left of an address when the rest was not written: a unit, a building number, a lot
     rf"|(?P<UNIT>(?<![\d.,-])\d{{2,5}}호(?![선실기차점관수봉갱\d]))"
     rf"|(?P<BLOCK>(?<![\d가-힣.,-])\d{{3,4}}동(?=$|[ \t,.!?]|에|앞|쪽|으로|입구))"
     rf"|(?P<LOT>(?<![\d-])\d{{1,5}}-\d{{1,5}}번지)"
 )
-_ADDRESS_HINT = re.compile(r"[로길동리가][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)")
+_ADDRESS_HINT = re.compile(
+    r"[로길동리가산][ \t]?\d|\d[ \t]?(?:호|번지|동|번?길)"
+    rf"|[{''.join(sorted({kind[-1] for kind in _BUILDINGS}))}][ \t]?\d{{1,4}}-\d"  # 래미안 101-1203
+)
 # rooms, lines, typhoons and gazette numbers that are not where anyone lives
 _NOT_A_HOME_BEFORE = re.compile(
     r"(?:제|태풍|강의실|회의실|교실|열람실|실습실|병실|진료실|법정)[ \t]?$"
@@ -80,34 +102,45 @@ _REGIONS_SHORT = (
     "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|전북|전남|경북|경남|제주"
 )
 
+_D = "[-\u2010\u2011\u2013\u2014\uff0d]"  # a dash as typed or pasted: -, ‐, –, —, －
+_PHONE_SEP = rf"(?:[ \t]?(?:{_D}|\.)[ \t]?|[ \t])"  # -, ., a space, or ` - ` between groups
+# the endings of the sites people share a profile or page of without `https://` (a path follows)
+_TLD = r"(?:com|net|org|kr|io|me|ly|gl|be|tv|co|app|dev|so|page|link|site|info|blog)"
+
 # One alternation, one pass over the text; the first group that matches names the kind. Every
 # alternative starts with a digit, a Latin letter, @ or +: the lookahead lets the engine skip
 # every Hangul syllable at once (5× faster on chat text) — region names before a plate or licence
 # number are the exception, and are listed in it.
 _PATTERN = re.compile(
-    rf"(?=[0-9A-Za-z@+._%-]|{_REGIONS_SHORT})(?:"
+    rf"(?=[0-9A-Za-z@+._%(-]|{_REGIONS_SHORT})(?:"
     + "|".join(
         [
             r"(?P<EMAIL>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
             # a URL stops at Hangul: particles are glued on (`https://a.kr/x에서`)
-            r"(?P<URL>(?:https?://|www\.)[^\s가-힣<>\"']+)",
+            r"(?P<URL>(?:https?://|www\.)[^\s가-힣<>\"']+|"
+            rf"(?<![\w@.-])(?:[A-Za-z0-9-]+\.)+{_TLD}/[^\s가-힣<>\"']+)",
             # 운전면허번호 AA-BB-CCCCCC-DD: AA a region code (11–28), or the region's name
-            rf"(?P<DRIVER_LICENSE>(?<![\d-])(?:(?:1[1-9]|2[0-8])-|(?:{_REGIONS_SHORT})[ \t]?)"
-            r"\d{2}-\d{6}-\d{2}(?![\d-]))",
+            rf"(?P<DRIVER_LICENSE>(?<![\d-])(?:(?:1[1-9]|2[0-8])(?:-\d{{2}}-\d{{6}}-| \d{{2}} \d{{6}} )|"
+            rf"(?:{_REGIONS_SHORT})[ \t]?\d{{2}}-\d{{6}}-)\d{{2}}(?![\d-]))",
             # 주민/외국인등록번호 YYMMDD-GNNNNNN (also with a dot or a space, or starred)
-            r"(?P<RRN>(?<![\d-])\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?[-.]?[ \t]?"
-            r"[1-8](?:\d{6}|\*{6})(?![\d*]))",
+            rf"(?P<RRN>(?<![\d-])\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?(?:{_D}|\.)?[ \t]?"
+            r"(?:[1-8](?:\d{6}|\*{6})|\*{7})(?![\d*]))",
             r"(?P<CORPORATE_ID>(?<![\d-])\d{6}-\d{7}(?![\d-]))",
             r"(?P<BUSINESS_ID>(?<![\d-])\d{3}-\d{2}-\d{5}(?![\d-]))",
             r"(?P<CARD>(?<![\d-])(?:\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5})(?![\d-]))",
-            r"(?P<MOBILE>(?<![\d+])(?:\+82[- .]?\(?0?\)?1[016789]|01[016789])[- .]?\d{3,4}[- .]?\d{4}(?!\d))",
-            r"(?P<LANDLINE>(?<![\d-])(?:02|0[3-6][1-5]|070)(?:\)|[- .])?[ \t]?\d{3,4}[- .]\d{4}(?!\d))",
+            # 010-1234-5678, (010)1234-5678, +82 10 …, 82-10-…; dashes, dots, spaces or none
+            rf"(?P<MOBILE>(?<![\d+])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?1[016789]|\(?01[016789]\)?)"
+            rf"{_PHONE_SEP}?\d{{3,4}}{_PHONE_SEP}?\d{{4}}(?!\d))",
+            # 02-345-6789, (02) 345-6789, 031)123-4567, +82 2 …, 070 and 0502–0508 numbers
+            rf"(?P<LANDLINE>(?<![\d-])(?:\+?82[ .]?{_D}?[ .]?\(?0?\)?(?:2|[3-6][1-5]|70)|"
+            rf"\(?(?:02|0[3-6][1-5]|070|050[2-8])\)?)"
+            rf"(?:(?:\)[ \t]?|{_PHONE_SEP})\d{{3,4}}{_PHONE_SEP}\d{{4}}|\d{{7,8}})(?!\d))",
             # 자동차 번호판 12가 3456, 123가 4567, 서울 12가 3456
             rf"(?P<PLATE>(?<![\d가-힣])(?:(?:{_REGIONS_SHORT})[ \t]?)?\d{{2,3}}[ \t]?[가-힣][ \t]?\d{{4}}(?!\d))",
             r"(?P<IP>(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d))",
-            r"(?P<PASSPORT>(?<![A-Za-z0-9])[MSRODG]\d{3}[A-Z]\d{4}(?![A-Za-z0-9]))",
+            r"(?P<PASSPORT>(?<![A-Za-z0-9])[MSRODGmsrodg]\d{3}[A-Za-z]\d{4}(?![A-Za-z0-9]))",
             r"(?P<ACCOUNT>(?<![\d,.-])\d{2,6}(?:-\d{2,7}){1,3}(?![\d,.-])|(?<![\d,.-])\d{10,14}(?![\d,.-]))",
-            r"(?P<MENTION>@[가-힣A-Za-z0-9_]{1,20})",
+            r"(?P<MENTION>@[가-힣A-Za-z0-9_](?:[가-힣A-Za-z0-9_.]{0,28}[가-힣A-Za-z0-9_])?)",
         ]
     )
     + ")"
@@ -128,16 +161,80 @@ _VERSION_CUES = re.compile(
 )
 
 # Kinds found only after a cue word (여권번호: M12345678, 우편번호 04524, 생년월일: 1988.07.21).
-_SEP = r"[ \t]*(?:[:：=]|는|은|이|가|번호|번호는|번호:)?[ \t]*"
+_SEP = r"[ \t]*(?:[:：=#]|는|은|이|가|번호|번호는|번호:|is:?)?[ \t]*\(?"
 _DATE_VALUE = (
     r"\d{4}[./-] ?\d{1,2}[./-] ?\d{1,2}\.?|(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
     r"\d{8}|\d{6}|\d{1,2}월 ?\d{1,2}일|\d{1,2}/\d{1,2}/\d{4}"
 )
+# a Korean full name after 예금주/수령인/성명: a common surname and one or two syllables
+_SURNAMES = (
+    "김이박최정강조윤장임한오서신권황안송류유전홍고문양손배백허남심노하곽성차주우구민진나지엄"
+    "채원천방공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용예경봉사부가복태목"
+)
+_SURNAME = rf"(?:남궁|황보|제갈|선우|독고|사공|[{_SURNAMES}])"
+_FULL_NAME = (  # (not the words that follow these cues: 이름, 성함, 정보 …)
+    r"(?!이름|성함|정보|확인|변경|본인|명의|계좌|번호|주소|연락처)"
+    rf"{_SURNAME}[가-힣]{{1,2}}"
+    r"(?=$|[^가-힣]|[이은는가을를의에야님씨입으])"  # a particle may follow: 홍길동입니다
+)
+# A full name before 씨 or 님 written apart, as spelling wants it (박서준 씨가, 최유진 님께): 씨
+# after two or three syllables, 님 after three only (`이제 님이`, `진짜 님`: 님 is also "you")
+_HONORED = re.compile(  # (not seeds: 수박 씨, nor words before 씨 뿌리기)
+    r"(?<![가-힣])(?!수박|사과|참외|고추|호박|오이|배추|부추|마늘|고구마|유자|이번|오늘|우리|조금|모두)"
+    rf"(?P<PERSON>{_SURNAME}[가-힣]{{1,2}}(?= 씨)|{_SURNAME}[가-힣]{{2}}(?= 님))"
+    r" [씨님](?=$|[^가-힣]|[이가은는을를의에께한랑과와도])"
+)
+# An account on a messenger or a social site, named after its site or the word 아이디 (a person:
+# like an @mention). After the site's name alone the handle needs a digit, `_`, `.` or `-` in
+# it (`인스타 story` is no one); after 아이디/ID/계정 any handle does.
+_SITES_KO = (
+    "인스타그램",
+    "인스타",
+    "트위터",
+    "틱톡",
+    "스레드",
+    "페이스북",
+    "페북",
+    "깃허브",
+    "디스코드",
+    "디코",
+)
+_SITES = rf"{'|'.join(_SITES_KO)}|(?i:insta(?:gram)?|twitter|tiktok|facebook|github)"
+_ID_WORD = r"아이디|ID|(?<![A-Za-z])id(?![A-Za-z])|계정"
+_HANDLE = re.compile(
+    rf"(?:(?P<SITE>{_SITES})[ \t]*(?P<WORD>{_ID_WORD})?|(?:카톡|카카오톡|카카오)?[ \t]*(?P<BARE>{_ID_WORD}))"
+    r"[ \t]*(?:[:：=]|는|은|이|가|을|를)?[ \t]*@?"
+    r"(?P<PERSON>(?=[A-Za-z0-9._-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9._-]{2,29})(?![A-Za-z0-9._-]*[@/])"
+)
+# the Latin words that can start an account's mention, case by case (an inline (?i) flag makes
+# a search 3× slower)
+_ACCOUNT_LATIN = r"ID|(?<![A-Za-z])id(?![A-Za-z])|[Ii]nsta|INSTA|[Tt]witter|[Tt]ik[Tt]ok|[Ff]acebook|[Gg]it[Hh]ub"
+_HANDLE_HINT = re.compile(
+    rf"(?=[A-Za-z아계{''.join(sorted({w[0] for w in _SITES_KO}))}])"
+    rf"(?:아이디|계정|{'|'.join(_SITES_KO)}|{_ACCOUNT_LATIN})"
+)
+
 _CUED = re.compile(
     "|".join(
         rf"(?:{cue}){_SEP}(?P<{kind}>{value})(?![\dA-Za-z])"
         for kind, cue, value in [
-            ("PASSPORT", r"여권|[Pp]assport(?: [Nn]o\.?| [Nn]umber)?", r"[MSRODGmsrodg]\d{8}"),
+            (
+                "PASSPORT",
+                r"여권|(?i:passport)(?: (?i:no)\.?| (?i:number))?",
+                r"[MSRODGmsrodg]\d{8}",
+            ),
+            # after its name, any 13 digits (or the 6 before the dash) are a 주민/외국인등록번호
+            (
+                "RRN",
+                r"(?:주민|외국인)(?:등록)?[ \t]?번호(?:[ \t]?(?:앞|뒷)자리)?",
+                rf"\d{{6}}[ \t]?(?:{_D}|\.)?[ \t]?[\d*]{{7}}|\d{{6}}(?![ \t]?{_D})",
+            ),
+            # after its name, a card-shaped number is a card's, whatever its check digit
+            (
+                "CARD",
+                r"(?:신용|체크)카드(?:[ \t]?번호)?|카드[ \t]?번호|(?i:card (?:no\.?|number))",
+                r"\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5}",
+            ),
             (
                 "DRIVER_LICENSE",
                 r"(?:운전)?면허(?:증)?|[Dd]river'?s? [Ll]icen[cs]e(?: [Nn]o\.?| [Nn]umber)?",
@@ -149,6 +246,7 @@ _CUED = re.compile(
                 r"\d{10}|\d{3}[- ]\d{2}[- ]\d{5}",
             ),
             ("CORPORATE_ID", r"법인(?:등록)?", r"\d{13}|\d{6}[- ]\d{7}"),
+            ("PERSON", r"예금주(?:명)?|수령인|성명", _FULL_NAME),
             (
                 "ZIPCODE",
                 r"우편|\(우\)|우\)|[Zz][Ii][Pp](?: ?[Cc]ode)?|[Pp]ost(?:al)? ?[Cc]ode",
@@ -164,20 +262,28 @@ _CUED = re.compile(
 )
 # The rarer kinds, looked for only where this one scan finds a sign of them.
 _RARE_HINTS = re.compile(  # the lookahead skips every other syllable at once
-    r"(?=[A-Za-z여면사법우생출일\d.(])(?:"
+    r"(?=[A-Za-z여면사법우생출일주외카예수성\d.(])(?:"
     rf"(?P<EN>\b{_EN_STREET}\b)|"
-    r"(?P<CUE>여권|[Pp]assport|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|"
+    r"(?P<CUE>여권|(?i:passport)|면허|[Ll]icen[cs]e|사업자|BRN|[Bb]usiness|법인|우편|우\)|주민|외국인|"
+    r"카드|(?i:card)|예금주|수령인|성명|"
     r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생))"
 )
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
-    r"(?P<BIRTHDATE>(?<!\d)(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|\d{4}[./-] ?\d{1,2}[./-] ?\d{1,2}\.?)"
+    r"(?P<BIRTHDATE>(?<![\d.])(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
+    r"(?:\d{4}|\d{2})[./-] ?\d{1,2}[./-] ?\d{1,2}\.?)"
     r" ?생)(?=$|[^가-힣]|[이인입으])"
 )
 
-# Every structured kind needs a digit, an @ or a URL start: most chat lines have none of them,
-# and this one cheap search lets them skip the big patterns.
-_CANDIDATE = re.compile(r"[0-9@]|www\.|https?:")
+# Every structured kind needs a digit, an @, a URL's start or site, or a cue word for a name or
+# an account: most chat lines have none of them, and this one cheap search lets them skip the
+# big patterns (its lookahead skips every other character at once).
+_LATIN_CUES = rf"www\.|https?:|\.{_TLD}/|{_ACCOUNT_LATIN}"
+_CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
+_CANDIDATE = re.compile(
+    rf"(?=[0-9@.hwIiTtFfGg씨님{''.join(sorted({w[0] for w in _CUE_WORDS}))}])"
+    rf"(?:[0-9@]|{_LATIN_CUES}|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
+)
 
 
 @dataclass(frozen=True)
@@ -188,11 +294,20 @@ class Span:
     confidence: float = 1.0
 
 
-def _address_ok(text: str) -> bool:
-    """A road match needs more than `…로 3`: a region or city before it, a 번길/길 number, or a
-    building and unit after it (`버스로 3 정거장` is not an address); a lot number (지번) more than
-    `…동 2` (우동 2그릇): a dash or 번지."""
+_ADDRESS_CUE = (
+    re.compile(  # 주소 a little before; 집 just before (집은 잠실동 22, not 집 앞 버스로 3)
+        r"(?:주소|배송지|[Aa]ddress)[^\n]{0,8}$|집(?:은|이|은요|이요)?[ \t]*[:：]?[ \t]*$"
+    )
+)
+
+
+def _address_ok(text: str, before: str = "") -> bool:
+    """A road match needs more than `…로 3`: a region or city before it, a 번길/길 number, a
+    building and unit after it, or the word 주소 just before (`버스로 3 정거장` is not an
+    address); a lot number (지번) more than `…동 2` (우동 2그릇): a dash or 번지."""
     if re.search(rf"\d호$|{_BUILDING}", text) or re.match(rf"^(?:{_REGION}|{_CITY})[ \t]", text):
+        return True
+    if _ADDRESS_CUE.search(before):
         return True
     if re.search(r"\d[ \t]?번?길[ \t]?\d", text):
         return True
@@ -204,8 +319,23 @@ def _digits(value: str) -> str:
 
 
 def _account_ok(text: str, start: int, end: int) -> bool:
-    digits = _digits(text[start:end])
-    return 10 <= len(digits) <= 14 and bool(_KEYWORDS.search(text[max(0, start - 20) : end + 12]))
+    """10–14 digits near a bank's word; or, with no word, grouped the way banks group them:
+    12–14 digits in 3 or 4 groups (신한 110-123-456789, 카카오뱅크 3333-01-2345678), not after
+    an order or tracking number's name and not starting with a year (2024-0301-123456)."""
+    value = text[start:end]
+    digits = _digits(value)
+    if not 10 <= len(digits) <= 14:
+        return False
+    if _KEYWORDS.search(text[max(0, start - 20) : end + 12]):
+        return True
+    groups = value.split("-")
+    return (
+        len(digits) >= 12
+        and 3 <= len(groups) <= 4
+        and not re.fullmatch(r"(?:19|20)\d\d", groups[0])
+        and not _ORDER_CUES.search(text[max(0, start - 16) : start])
+        and not re.search(r"ISBN[ \t:]*$", text[max(0, start - 8) : start])
+    )
 
 
 def _check(kind: str, text: str, start: int, end: int) -> str | None:
@@ -264,7 +394,9 @@ def find_structured(text: str) -> list[Span]:
             start = match.start()
             value = match.group().rstrip()
             end = start + len(value)
-            if match.lastgroup == "ADDRESS" and not _address_ok(value):
+            if match.lastgroup == "ADDRESS" and not _address_ok(
+                value, text[max(0, start - 12) : start]
+            ):
                 continue
             if match.lastgroup in ("UNIT", "BLOCK") and (
                 _NOT_A_HOME_BEFORE.search(text[max(0, start - 6) : start])
@@ -279,24 +411,50 @@ def find_structured(text: str) -> list[Span]:
         spans += [Span(*m.span(m.lastgroup), m.lastgroup) for m in _CUED.finditer(text)]
     if "BORN" in hints or "CUE" in hints:
         spans += [Span(*m.span(), "BIRTHDATE") for m in _BORN.finditer(text)]
+    if _HANDLE_HINT.search(text):
+        for m in _HANDLE.finditer(text):
+            handle = m.group("PERSON").rstrip("._-")
+            if m.group("WORD") or m.group("BARE") or re.search(r"[\d_.-]", handle):
+                spans.append(Span(m.start("PERSON"), m.start("PERSON") + len(handle), "PERSON"))
+    if " 씨" in text or " 님" in text:
+        spans += [Span(*m.span("PERSON"), "PERSON") for m in _HONORED.finditer(text)]
     return spans
 
 
 # ------------------------------------------------------------------------------ names
 
 
+# What decorates a nickname around the name itself: 김민지🌸, ♡서연♡, 준호(회사), [공지]지훈,
+# 박준호/마케팅 — brackets and what they hold go, and what follows a / or |; the name is then
+# the only run of Hangul left (`공부하는 민지`, `오늘도 화이팅` have no one name: they stay whole)
+_NAME_BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\{[^}]*\}|<[^>]*>|【[^】]*】")
+_HANGUL_RUN = re.compile(r"[가-힣]+")
+
+
+def name_core(name: str) -> str:
+    """The Korean name inside a decorated nickname (준호(회사) → 준호), or the name itself."""
+    if re.fullmatch(r"[가-힣]{2,4}", name):
+        return name
+    bare = _NAME_BRACKETS.sub(" ", name)
+    runs = _HANGUL_RUN.findall(re.split(r"[/|]", bare)[0]) or _HANGUL_RUN.findall(bare)
+    return runs[0] if len(runs) == 1 and 2 <= len(runs[0]) <= 4 else name
+
+
 def name_forms(names: Iterable[str]) -> list[str]:
-    """Each name and, for a 3-syllable Korean full name, its given name (김민지 → 민지), longest
-    first so that 김민지 is masked whole. Particles after a name stay (민지야 → <PERSON1>야)."""
+    """Each name, the Korean name inside a decorated nickname (김민지🌸 → 김민지), and for a
+    3-syllable Korean full name its given name (김민지 → 민지); longest first so that 김민지 is
+    masked whole. Particles after a name stay (민지야 → <PERSON1>야)."""
     forms = set()
     for name in names:
         name = name.strip()
         if len(name) < 2:
             continue
         forms.add(name)
-        if len(name) == 3 and re.fullmatch(r"[가-힣]{3}", name):
-            forms.add(name[1:])
-    return sorted(forms, key=lambda f: (-len(f), f))
+        core = name_core(name)
+        forms.add(core)
+        if len(core) == 3 and re.fullmatch(r"[가-힣]{3}", core):
+            forms.add(core[1:])
+    return sorted((f for f in forms if len(f) >= 2), key=lambda f: (-len(f), f))
 
 
 Names = list[str] | tuple[str, ...] | re.Pattern | None  # name forms, or names_pattern(forms)

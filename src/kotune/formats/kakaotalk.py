@@ -20,7 +20,7 @@ from typing import Literal
 from kotune.errors import DataError, OptionError
 from kotune.files import dumps_jsonl_line
 from kotune.formats.fields import stem
-from kotune.formats.kakaotalk_content import TAGS, placeholder
+from kotune.formats.kakaotalk_content import TAGS, emoticon_prefix, placeholder
 from kotune.formats.kakaotalk_layouts import LAYOUTS_BY_NAME, Layout, detect_layout, parse_date
 from kotune.formats.kakaotalk_lines import (
     DAY_SECONDS,
@@ -32,6 +32,7 @@ from kotune.formats.kakaotalk_lines import (
     parse_text_export,
     split_names,
     stamp_of,
+    typed_day,
 )
 from kotune.parallel import Shards
 from kotune.records import ROLES, make_record
@@ -93,6 +94,10 @@ class ExportShard:
             elif not text.strip():
                 counts["skipped_empty"] += 1
                 continue
+            elif cut := emoticon_prefix(text):  # `(이모티콘) 고마워`: the words are kept
+                tagged = opts.media == "tag"
+                counts["tagged_emoticon" if tagged else "skipped_emoticon"] += 1
+                text = (TAGS["emoticon"] + "\n" if tagged else "") + text[cut:]
             role = "assistant" if speaker == opts.me else "user"
             self.conversations[-1].append((role, speaker, text, when, typed))
         kept = []
@@ -156,15 +161,20 @@ def cut_points(text: str, layout: Layout, gap_minutes: int, parts: int) -> list[
             break
         day = None if layout.dated else day_before(text, pos, layout)
         previous = None
-        for m in layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts)):
-            if m.lastgroup == "day":
-                day = parse_date(m.group("ddate"))
+        matches = layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts))
+        m = next(matches, None)
+        while m is not None:
+            following = next(matches, None)
+            if m.lastgroup == "day":  # (not a date typed in a message: as parse_text_export)
+                if not typed_day(text[m.end() : following.start() if following else None]):
+                    day = parse_date(m.group("ddate"))
             elif m.lastgroup == "msg" and (layout.dated or day is not None):
                 seconds = stamp_of(m, day, text, "")
                 if previous is not None and seconds - previous > gap_minutes * 60:
                     cuts.append(m.start())
                     break
                 previous = seconds
+            m = following
     return [*cuts, len(text)]
 
 

@@ -23,9 +23,9 @@ from kotune.errors import DataError
 
 # iOS 17 writes a narrow no-break space before AM/PM; some editors turn spaces into no-break ones
 _SP = r"[ \u00a0\u202f]"
-_MERIDIEM = r"(?:오전|오후|[AaPp]\.?[Mm]\.?)"
+_MERIDIEM = r"(?:오전|오후|午前|午後|[AaPp]\.?[Mm]\.?)"  # (午前/午後, 年月日, 曜日: Japanese UI)
 TIME = rf"(?:{_MERIDIEM}{_SP}?)?\d{{1,2}}:\d{{2}}(?::\d{{2}})?(?:{_SP}?{_MERIDIEM})?"
-KO_DATE = r"\d{4}년 ?\d{1,2}월 ?\d{1,2}일"
+KO_DATE = r"\d{4}[년年] ?\d{1,2}[월月] ?\d{1,2}[일日]"
 DOT_DATE = r"\d{4}\. ?\d{1,2}\. ?\d{1,2}\.?"
 ISO_DATE = r"\d{4}-\d{1,2}-\d{1,2}"
 _MONTH = (
@@ -33,7 +33,7 @@ _MONTH = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 EN_DATE = rf"(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}})"
-KO_WEEKDAY = r"[월화수목금토일]요일"
+KO_WEEKDAY = r"(?:[월화수목금토일]요일|[月火水木金土日]曜日)"
 EN_WEEKDAY = r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day"
 
 MONTHS = {
@@ -58,7 +58,7 @@ MONTHS = {
     for name in names
 }
 _DATE_FORMS = (
-    re.compile(r"(?P<y>\d{4})(?:년|\.|-|/) ?(?P<m>\d{1,2})(?:월|\.|-|/) ?(?P<d>\d{1,2})"),
+    re.compile(r"(?P<y>\d{4})(?:년|年|\.|-|/) ?(?P<m>\d{1,2})(?:월|月|\.|-|/) ?(?P<d>\d{1,2})"),
     re.compile(r"(?P<mon>[A-Za-z]{3,9})\.? (?P<d>\d{1,2}),? (?P<y>\d{4})"),
     re.compile(r"(?P<d>\d{1,2}) (?P<mon>[A-Za-z]{3,9})\.?,? (?P<y>\d{4})"),
 )
@@ -72,7 +72,7 @@ def to_24h(hour: int, meridiem: str | None) -> int:
     """오전 12:xx is 00:xx and 오후 12:xx is 12:xx (AM/PM alike); no meridiem: 24-hour already."""
     if meridiem is None:
         return hour
-    if meridiem == "오전" or meridiem[0] in "Aa":
+    if meridiem in ("오전", "午前") or meridiem[0] in "Aa":
         return 0 if hour == 12 else hour
     return hour if hour == 12 else hour + 12
 
@@ -125,13 +125,12 @@ class Layout:
 
 def _layout(name: str, stamp: str, days: str, style: str, notice: str | None, *, bracket=False):
     """`days`: every day line the parser accepts; `style`: the ones this client writes."""
-    if bracket:  # [speaker] [time] text
+    if bracket:  # [speaker] [time] text; a notice: no speaker (`[] [20:35] …`) or a bare line
         msg = rf"\[(?P<speaker>.+?)\] \[{stamp}\](?: |$)"
+        notice = r"\[\] \[" + re.sub(r"\(\?P<\w+>", "(?:", stamp) + r"\](?: |$)"
     else:  # stamp, speaker : text
         msg = rf"{stamp}, (?P<speaker>.+?) :(?: |$)"
-    parts = [rf"(?P<msg>{msg})", rf"(?P<day>{days})[ \t]*$"]
-    if notice:
-        parts.append(rf"(?P<notice>{notice})")
+    parts = [rf"(?P<msg>{msg})", rf"(?P<day>{days})[ \t]*$", rf"(?P<notice>{notice})"]
     return Layout(
         name,
         re.compile("^(?:" + "|".join(parts) + ")", re.MULTILINE),
@@ -139,7 +138,7 @@ def _layout(name: str, stamp: str, days: str, style: str, notice: str | None, *,
         re.compile(rf"^(?:{style})[ \t]*$"),
         re.compile(rf"(?:{days})[ \t]*$"),  # .match(text, start, end) anchors it
         dated=stamp.startswith("(?P<date>") or ", (?P<date>" in stamp,
-        bare_notices=notice is None,
+        bare_notices=bracket,
     )
 
 
@@ -149,6 +148,10 @@ _KO_DAYS = rf"-* ?(?P<ddate>{KO_DATE}|{DOT_DATE})(?:,? {TIME}|,? {KO_WEEKDAY})? 
 _EN_DAYS = rf"-* ?(?:{EN_WEEKDAY},? )?(?P<ddate>{EN_DATE})(?:(?:,| at) {TIME})? ?-*"
 _ANY_DAYS = (
     rf"-* ?(?:{EN_WEEKDAY},? )?(?P<ddate>{KO_DATE}|{DOT_DATE}|{EN_DATE})(?:,? {KO_WEEKDAY})? ?-*"
+)
+# PC day lines always carry their dashes: a date someone typed on a line of its own is text
+_PC_DAYS = (
+    rf"-+ ?(?:{EN_WEEKDAY},? )?(?P<ddate>{KO_DATE}|{DOT_DATE}|{EN_DATE})(?:,? {KO_WEEKDAY})? ?-+"
 )
 
 LAYOUTS = (
@@ -204,7 +207,7 @@ LAYOUTS = (
     _layout(
         "pc_ko",
         rf"(?:(?P<date>{KO_DATE}|{DOT_DATE}|{ISO_DATE}),? )?(?P<time>{TIME})",
-        _ANY_DAYS,
+        _PC_DAYS,
         rf"-+ ?{_KO_WEEK_DAY} ?-+",
         None,
         bracket=True,
@@ -213,7 +216,7 @@ LAYOUTS = (
     _layout(
         "pc_en",
         rf"(?:(?P<date>{EN_DATE}),? )?(?P<time>{TIME})",
-        _ANY_DAYS,
+        _PC_DAYS,
         rf"-+ ?{_EN_WEEK_DAY} ?-+",
         None,
         bracket=True,
@@ -224,10 +227,14 @@ LAYOUTS_BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
 # The first lines of an export, before its first message (counted as header lines).
 HEADERS = re.compile(
-    r"^(?:.+ ?님과의? 카카오톡 대화|.+과 카카오톡 대화(?:-\d+)?(?:\.txt)?|"
+    r"^(?:.+ ?카카오톡 대화(?:-\d+)?(?:\.txt)?|"  # 민지 님과(의) …, 스터디방 (4명)과 …, a room's name
     r"KakaoTalk Chats with .+|.+ with KakaoTalk Chats|Talk_.+\.txt|KakaoTalk_?.+\.txt|"
     r"저장한 날짜 ?: ?.+|(?:Date Saved|Saved Date|Saved on) ?: ?.+)[ \t]*$"
 )
+
+# The line that says when an export was saved (also found mid-file, where exports were pasted
+# one after another: with the title line before it, it is dropped there).
+SAVED = re.compile(r"^(?:저장한 날짜|Date Saved|Saved Date|Saved on) ?: ?.+$", re.MULTILINE)
 
 CSV_HEADERS = ({"date", "user", "message"}, {"날짜", "사용자", "메시지"})
 
@@ -244,6 +251,7 @@ def detect_layout(head: list[str], source: str) -> Layout | None:
     """The layout whose message lines the first lines match most (its day lines break ties:
     Android and iOS English messages look alike); None for the CSV export. None matches: a
     DataError in one line naming every layout tried and the file's first line."""
+    first_line = next((n for n, line in enumerate(head, 1) if line.strip()), 1)
     head = [line for line in head if line.strip()]
     if head and csv_header(head[0]):
         return None
@@ -256,10 +264,10 @@ def detect_layout(head: list[str], source: str) -> Layout | None:
     if messages == 0:
         first = head[0][:60] if head else "(empty)"
         hint = ""
-        if first.lstrip().startswith(("{", "[")):
+        if re.match(r"\s*[\[{]\s*(?:$|[\[{\"])", first):  # not `[12/25/23, …]` (WhatsApp)
             hint = " (it looks like JSON: is --format / persona.data.format right?)"
         raise DataError(
-            f"{source}: not a KakaoTalk export in a known layout "
+            f"{source}:{first_line}: not a KakaoTalk export in a known layout "
             f"(tried: {', '.join(LAYOUT_NAMES)}); first line: {first!r}{hint}"
         )
     return layout

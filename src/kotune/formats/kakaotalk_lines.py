@@ -8,7 +8,14 @@ from collections import Counter
 
 from kotune.errors import DataError
 from kotune.formats.kakaotalk_content import is_notice
-from kotune.formats.kakaotalk_layouts import HEADERS, Layout, parse_date, parse_time, read_csv_rows
+from kotune.formats.kakaotalk_layouts import (
+    HEADERS,
+    SAVED,
+    Layout,
+    parse_date,
+    parse_time,
+    read_csv_rows,
+)
 
 # A message: (seconds since 0001-01-01, speaker, text). Tuples: an export has millions.
 Message = tuple[int, str, str]
@@ -63,16 +70,42 @@ def _drop_bare_notices(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
+def _drop_headers(body: str, counts: Counter) -> str:
+    """Exports pasted one after another: a later export's header lines (its title and `저장한
+    날짜 : …`) are no part of the message they follow."""
+    lines = body.split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if SAVED.match(line):
+            if len(kept) > 1 and HEADERS.match(kept[-1]):  # the title line before it
+                kept.pop()
+            continue
+        kept.append(line)
+    counts["header_lines"] += len(lines) - len(kept)
+    return "\n".join(kept)
+
+
+def typed_day(rest: str) -> bool:
+    """Whether a day line was typed in a message: `rest`, the lines after it up to the next
+    message or notice, holds text (a real day line is followed by a message, or a notice, at
+    once). The first day line of a file is a day line whatever follows it."""
+    return any(line.strip() and not is_notice(line) for line in rest.split("\n"))
+
+
 def day_before(text: str, pos: int, layout: Layout) -> int | None:
-    """The date of the last day line before `pos` (a shard starting mid-file needs it)."""
-    end = pos - 1
+    """The date of the last day line before `pos` (a shard starting mid-file needs it), as
+    parse_text_export would have it: not one typed in a message, unless it is the file's first."""
+    end, first = pos - 1, None
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
         m = layout.day_line.match(text, start, end)
         if m:
-            return parse_date(m.group("ddate"))
+            following = layout.lines.search(text, end + 1)
+            if not typed_day(text[end : following.start() if following else pos]):
+                return parse_date(m.group("ddate"))
+            first = m.group("ddate")
         end = start - 1
-    return None
+    return parse_date(first) if first else None
 
 
 def parse_text_export(
@@ -102,6 +135,8 @@ def parse_text_export(
             if "\n" in body:
                 if layout.bare_notices:
                     body = _drop_bare_notices(body, counts)
+                if SAVED.search(body):
+                    body = _drop_headers(body, counts)
                 continued += body.count("\n")
             # the common case inline (an export has millions of lines); stamp_of says what is wrong
             date, time, speaker = (
@@ -121,18 +156,31 @@ def parse_text_export(
             messages.append((stamp, speaker, body))
         else:
             rest = text[m.end() : stop]
+            if SAVED.search(rest):
+                rest = _drop_headers(rest, counts)
             if kind == "day":
                 try:
-                    day = parse_date(m.group("ddate"))
+                    new_day = parse_date(m.group("ddate"))
                 except ValueError as error:
                     raise DataError(f"{source}:{_lineno(text, m.start())}: {error}") from None
+                if (messages or start) and typed_day(rest):  # a date typed in a message
+                    _append(messages, text[m.start() : stop], counts)
+                    m = following
+                    continue
+                day = new_day
                 counts["day_lines"] += 1
-            else:
+            else:  # a notice; the lines after it, up to the next message, are the notice's
                 counts["skipped_system_notices"] += 1
-                rest = rest.split("\n", 1)[1] if "\n" in rest else ""
-            if layout.bare_notices and rest.strip():
+                more = rest.split("\n")[1:]
+                if layout.bare_notices:  # PC: bare notice lines are notices of their own
+                    more = _drop_bare_notices("\n".join(["", *more]), counts).split("\n")
+                lines = sum(1 for line in more if line.strip())
+                if lines:
+                    counts["skipped_notice_lines"] += lines
+                rest = ""
+            if rest.strip():  # notices written bare after a day line (PC; an open chat's policy)
                 rest = _drop_bare_notices("\n" + rest.lstrip("\n"), counts)
-            if rest.strip():  # lines after a day line or notice that are no new message
+            if rest.strip():  # lines after a day line that are no new message
                 _append(messages, rest.lstrip("\n"), counts)
         m = following
     counts["continuation_lines"] += continued
