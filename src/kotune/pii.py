@@ -269,6 +269,15 @@ _RARE_HINTS = re.compile(  # the lookahead skips every other syllable at once
     r"카드|(?i:card)|예금주|수령인|성명|"
     r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생))"
 )
+# An older passport number (M12345678) has no shape of its own: a letter and 8 digits are
+# also product, document and staff numbers. Without 여권 before it, it is one only in a message
+# about a flight or a border, and when its digits are no date (S20240301 is a document's).
+_OLD_PASSPORT = re.compile(r"(?<![A-Za-z0-9_-])[MSRODG]\d{8}(?![A-Za-z0-9_-])")
+_TRAVEL = re.compile(
+    r"여권|[Pp]assport|PASSPORT|출국|입국|비자|[Vv]isa|VISA|항공|비행기|공항|발권|탑승|체크인|"
+    r"[Ff]light|[Aa]irline|[Aa]irport"
+)
+_DATE_DIGITS = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
     r"(?P<BIRTHDATE>(?<![\d.])(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
@@ -472,6 +481,12 @@ def find_structured(text: str) -> list[Span]:
         spans += [Span(*m.span(m.lastgroup), m.lastgroup) for m in _CUED.finditer(text)]
     if "BORN" in hints or "CUE" in hints:
         spans += [Span(*m.span(), "BIRTHDATE") for m in _BORN.finditer(text)]
+    if _OLD_PASSPORT.search(text) and _TRAVEL.search(text):
+        spans += [
+            Span(*m.span(), "PASSPORT")
+            for m in _OLD_PASSPORT.finditer(text)
+            if not _DATE_DIGITS.fullmatch(m.group()[1:])
+        ]
     if _HANDLE_HINT.search(text):
         for m in _HANDLE.finditer(text):
             handle = m.group("PERSON").rstrip("._-")
