@@ -277,6 +277,10 @@ _TRAVEL = re.compile(
     r"여권|[Pp]assport|PASSPORT|출국|입국|비자|[Vv]isa|VISA|항공|비행기|공항|발권|탑승|체크인|"
     r"[Ff]light|[Aa]irline|[Aa]irport"
 )
+_PRODUCT_CUE = re.compile(
+    r"(?:품번|모델(?:명|번호)?|상품(?:번호|코드)?|제품(?:번호|코드)?|부품(?:번호)?|[Mm]odel|SKU|[Ii]tem)"
+    r"[ \t]*(?:[:：#]|은|는|이|가)?[ \t]*$"
+)
 _DATE_DIGITS = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
@@ -486,6 +490,8 @@ def find_structured(text: str) -> list[Span]:
             Span(*m.span(), "PASSPORT")
             for m in _OLD_PASSPORT.finditer(text)
             if not _DATE_DIGITS.fullmatch(m.group()[1:])
+            and not _thing_cue(text, m.start())
+            and not _PRODUCT_CUE.search(text[max(0, m.start() - 12) : m.start()])
         ]
     if _HANDLE_HINT.search(text):
         for m in _HANDLE.finditer(text):
