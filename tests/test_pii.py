@@ -65,6 +65,8 @@ FOUND = {
         ("８００１０１－０１００００７", "<RRN>"),  # full-width
         ("8001010100007", "<RRN>"),  # G 0 (born in the 1800s): the RRN checksum holds
         ("800101-0100007", "<RRN>"),
+        ("9001011000014", "<RRN>"),  # RRN checksum fails, the 법인 one holds: G 1–8, an RRN
+        ("주민번호 900101-1000014", "주민번호 <RRN>"),
     ],
     "CARD": [
         ("카드 4111 1111 1111 1111", "카드 <CARD>"),
@@ -154,6 +156,7 @@ FOUND = {
         ("법인번호 1345110045672", "법인번호 <CORPORATE_ID>"),
         ("1345110045672 맞죠?", "<CORPORATE_ID> 맞죠?"),  # bare, checksum valid
         ("1101110012346", "<CORPORATE_ID>"),  # 11-01-11 and a 0: no RRN checksum, a 법인's
+        ("110111-1129497", "<CORPORATE_ID>"),  # a G 1 and a failed RRN checksum: the 법인 one
     ],
     "PASSPORT": [
         ("여권번호 M12345678", "여권번호 <PASSPORT>"),

@@ -407,15 +407,19 @@ def _check(kind: str, text: str, start: int, end: int) -> str | None:
 def _rrn_or_corporate(text: str, start: int, end: int) -> str | None:
     """A 법인등록번호 can look like a 주민등록번호 (110111-0012346: 11-01-11 and a 0): the cue
     법인 before it, then the checksums tell them apart. G 0 or 9 (born in the 1800s) needs a
-    checksum; G 1–8 stays an RRN when neither holds (numbers issued since Oct 2020 have none)."""
-    if re.search(r"법인[^\d]{0,8}$", text[max(0, start - 12) : start]):
+    checksum; G 1–8 stays an RRN when neither holds (numbers issued since Oct 2020 have none).
+    A 법인 number starts with its registry office, 11xx–28xx (900101-… cannot be one)."""
+    before = text[max(0, start - 16) : start]
+    if re.search(r"법인[^\d]{0,8}$", before):
         return "CORPORATE_ID"
+    if re.search(r"(?:주민|외국인)[^\d]{0,10}$", before):
+        return "RRN"
     digits = _digits(text[start:end])
     if len(digits) < 13:  # starred
         return "RRN"
     if rrn_checksum_ok(digits):
         return "RRN" if digits[6] in "12345678" or not _thing_cue(text, start) else None
-    if corporate_checksum_ok(digits) and not _thing_cue(text, start):
+    if _corporate_ok(digits) and not _thing_cue(text, start):
         return "CORPORATE_ID"
     if digits[6] in "12345678":
         return "RRN"
@@ -443,9 +447,14 @@ def _bare_id(text: str, start: int, end: int) -> str | None:
         return None
     if len(value) == 10 and value[0] in "123456" and value[3:5] != "00" and value[5:9] != "0000":
         return "BUSINESS_ID" if brn_checksum_ok(value) else None
-    if len(value) == 13 and "11" <= value[:2] <= "28" and value[4:6] != "00":
-        return "CORPORATE_ID" if corporate_checksum_ok(value) else None
+    if len(value) == 13:
+        return "CORPORATE_ID" if _corporate_ok(value) else None
     return None
+
+
+def _corporate_ok(digits: str) -> bool:
+    """A 법인등록번호's registry office (11xx–28xx), a kind that is not 00, its check digit."""
+    return "11" <= digits[:2] <= "28" and digits[4:6] != "00" and corporate_checksum_ok(digits)
 
 
 def find_structured(text: str) -> list[Span]:
