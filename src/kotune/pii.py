@@ -439,7 +439,7 @@ def _thing_cue(text: str, start: int) -> bool:
 def _bare_id(text: str, start: int, end: int) -> str | None:
     """Digits with no separator and no cue: a 사업자등록번호 (10) or 법인등록번호 (13) when its
     shape and check digit hold — a tax office (1xx–6xx), a type that is not 00, a serial that is
-    not 0000; a registry office (11xx–28xx), a kind that is not 00 — and nothing says it is an
+    not 0000; a registry office (11xx–28xx), a 법인 kind — and nothing says it is an
     order, a version, a book or an amount (1234567890원)."""
     value = text[start:end]
     after = text[end : end + 3].lstrip()
@@ -452,9 +452,19 @@ def _bare_id(text: str, start: int, end: int) -> str | None:
     return None
 
 
+# 법인 kinds (5th–6th digits): 11–15 commercial, 21–22 civil, 31–51 special, 71 other, 81–86 foreign
+_CORPORATE_KINDS = frozenset(
+    f"{kind:02d}" for kind in [*range(11, 16), 21, 22, *range(31, 52), 71, *range(81, 87)]
+)
+
+
 def _corporate_ok(digits: str) -> bool:
-    """A 법인등록번호's registry office (11xx–28xx), a kind that is not 00, its check digit."""
-    return "11" <= digits[:2] <= "28" and digits[4:6] != "00" and corporate_checksum_ok(digits)
+    """A 법인등록번호's registry office (11xx–28xx), its kind, its check digit."""
+    return (
+        "11" <= digits[:2] <= "28"
+        and digits[4:6] in _CORPORATE_KINDS
+        and corporate_checksum_ok(digits)
+    )
 
 
 def find_structured(text: str) -> list[Span]:
