@@ -90,6 +90,21 @@ def test_masking_runs_on_normalised_text_with_normalised_names():
     assert audit[0] == {"id": "a", "message": 0, "kind": "PERSON", "start": 0, "end": 2}
 
 
+def test_full_width_personal_data_is_masked_under_nfc():
+    """NFC keeps full-width forms in the text: the clean stage still masks them whole (and its
+    leak scan, which reads them the same way, finds nothing left)."""
+    rec = record(
+        "a",
+        "번호 ０１０－２３４５－６７８９ 이고 여권 Ｍ７８９Ｃ１２３４",
+        "응",
+        meta={"speakers": ["민지"]},
+    )
+    kept, stats, audit = clean_dataset([rec], CleanConfig(), PiiConfig())
+    assert kept[0]["messages"][0]["content"] == "번호 <PHONE> 이고 여권 <PASSPORT>"
+    assert stats["masked_phone"] == 1 and stats["masked_passport"] == 1
+    assert [(a["start"], a["end"]) for a in audit] == [(3, 16), (23, 32)]
+
+
 def test_the_same_person_is_the_same_pseudonym_across_the_dataset():
     records = [
         record("c1", "준호야 내일 민지랑 보자", "민지한테 전화해볼게 010-1234-5678 맞지?"),

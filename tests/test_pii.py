@@ -4,12 +4,13 @@ exist) and one of ordinary text that must survive, plus the checksums themselves
 import pytest
 
 from kotune.config import PII_KINDS
-from kotune.masking import Pseudonyms, mask_text
+from kotune.masking import Pseudonyms, leaks, mask_text
 from kotune.pii import (
     brn_checksum_ok,
     corporate_checksum_ok,
     find_pii,
     luhn_ok,
+    may_hold_pii,
     name_forms,
     rrn_checksum_ok,
 )
@@ -46,6 +47,9 @@ FOUND = {
         ("번호는010-2345-6789이야", "번호는<PHONE>이야"),
         ("010 - 2345 - 6789", "<PHONE>"),  # spaces around the dashes
         ("02 - 345 - 6789", "<PHONE>"),
+        ("０１０－２３４５－６７８９", "<PHONE>"),  # full-width digits and dash
+        ("내 번호 ０１０ ２３４５ ６７８９야", "내 번호 <PHONE>야"),
+        ("０１０　２３４５　６７８９", "<PHONE>"),  # ideographic spaces
     ],
     "RRN": [
         ("주민번호 900101-1234567", "주민번호 <RRN>"),
@@ -58,6 +62,11 @@ FOUND = {
         ("주민번호 앞자리 900101", "주민번호 앞자리 <RRN>"),
         ("900101-*******", "<RRN>"),
         ("900101–1234567", "<RRN>"),
+        ("８００１０１－０１００００７", "<RRN>"),  # full-width
+        ("8001010100007", "<RRN>"),  # G 0 (born in the 1800s): the RRN checksum holds
+        ("800101-0100007", "<RRN>"),
+        ("9001011000014", "<RRN>"),  # RRN checksum fails, the 법인 one holds: G 1–8, an RRN
+        ("주민번호 900101-1000014", "주민번호 <RRN>"),
     ],
     "CARD": [
         ("카드 4111 1111 1111 1111", "카드 <CARD>"),
@@ -76,7 +85,10 @@ FOUND = {
         ("123-456-789012로 보내", "<ACCOUNT>로 보내"),  # no bank named: a bank's grouping
         ("1002-123-456789", "<ACCOUNT>"),
     ],
-    "EMAIL": [("minji.kim94@example.com 으로 메일", "<EMAIL> 으로 메일")],
+    "EMAIL": [
+        ("minji.kim94@example.com 으로 메일", "<EMAIL> 으로 메일"),
+        ("ｍｉｎｊｉ＠ｅｘａｍｐｌｅ．ｃｏｍ", "<EMAIL>"),
+    ],
     "URL": [
         ("https://blog.example.com/post/12에서 봤어", "<URL>에서 봤어"),
         ("www.example.org 참고", "<URL> 참고"),
@@ -125,6 +137,7 @@ FOUND = {
         ("카톡 아이디 hanbitkim", "카톡 아이디 <PERSON3>"),  # an account: a person, like @민지
         ("인스타 minji.kim 팔로우해", "인스타 <PERSON3> 팔로우해"),
         ("ID: hong1234", "ID: <PERSON3>"),
+        ("＠민지 이거 봐", "<PERSON1> 이거 봐"),
     ],
     "BUSINESS_ID": [
         ("사업자등록번호 220-81-62517", "사업자등록번호 <BUSINESS_ID>"),  # checksum valid
@@ -133,11 +146,17 @@ FOUND = {
         ("사업자등록번호 123-45-67890", "사업자등록번호 <BUSINESS_ID>"),  # a cue: any shape
         ("business no. 124-81-00998", "business no. <BUSINESS_ID>"),
         ("My BRN is 1048656659", "My BRN is <BUSINESS_ID>"),
+        ("2208162517로 세금계산서 발행해줘", "<BUSINESS_ID>로 세금계산서 발행해줘"),  # bare
+        ("거래처 1248100998 맞지?", "거래처 <BUSINESS_ID> 맞지?"),
+        ("２２０－８１－６２５１７", "<BUSINESS_ID>"),
     ],
     "CORPORATE_ID": [
         ("110111-0012346", "<CORPORATE_ID>"),  # checksum valid, not a 주민번호 shape
         ("법인등록번호 110111-0012345", "법인등록번호 <CORPORATE_ID>"),
         ("법인번호 1345110045672", "법인번호 <CORPORATE_ID>"),
+        ("1345110045672 맞죠?", "<CORPORATE_ID> 맞죠?"),  # bare, checksum valid
+        ("1101110012346", "<CORPORATE_ID>"),  # 11-01-11 and a 0: no RRN checksum, a 법인's
+        ("110111-1129497", "<CORPORATE_ID>"),  # a G 1 and a failed RRN checksum: the 법인 one
     ],
     "PASSPORT": [
         ("여권번호 M12345678", "여권번호 <PASSPORT>"),
@@ -146,6 +165,11 @@ FOUND = {
         ("passport number: S98765432", "passport number: <PASSPORT>"),
         ("PASSPORT NO. M12345678", "PASSPORT NO. <PASSPORT>"),
         ("m456B7890 맞아?", "<PASSPORT> 맞아?"),  # written in lower case
+        ("여권번호 Ｍ１２３４５６７８", "여권번호 <PASSPORT>"),  # full-width
+        ("Ｍ７８９Ｃ１２３４", "<PASSPORT>"),
+        ("항공권 M12345678로 발권했어", "항공권 <PASSPORT>로 발권했어"),  # no cue: a flight
+        ("출국할 때 S98765432 맞는지 봐줘", "출국할 때 <PASSPORT> 맞는지 봐줘"),
+        ("공항에서 보자. M12345678 챙겨", "공항에서 보자. <PASSPORT> 챙겨"),
     ],
     "DRIVER_LICENSE": [
         ("운전면허 13-22-123456-12", "운전면허 <DRIVER_LICENSE>"),
@@ -243,6 +267,22 @@ SURVIVES = {
         "수박 씨 뱉어", "진짜 님 최고", "이제 님이 해", "김 씨 아저씨", "마음씨 좋은 사람",
         "한국 씨름", "선생님께 여쭤봐", "오늘 날씨 좋다",
     ],
+    "bare digits without a 사업자/법인 check digit, or said to be something else": [
+        "1234567890", "2208162518", "1101110012345", "8001010123456", "2208162517원",
+        "1248100998개", "주문번호 2208162517", "운송장 1248100998", "ISBN 8968481234",
+        "예약번호 1101110012346", "1700000000", "9912345670",
+        "6000000003", "2024030112345", "예약번호 800101-0100007",
+    ],
+    "a letter and 8 digits: no flight in the message, a date, a product or an order": [
+        "M12345678 모델 재고 있어요?", "주문번호 S12345678", "D12345678 부품 교체", "G12345678",
+        "품번 R12345678 사이즈 M", "공항 가는 길에 S20240301 결재해줘", "M1234567 항공", "M123456789 공항",
+        "SM12345678 비행기", "M12345678-1 공항", "공항 면세점 품번 M12345678", "공항 픽업 주문번호 S12345678",
+        "비행기 기내용 캐리어 모델명: S12345678",
+    ],
+    "full-width text": [
+        "１５，０００원", "２０２４－０３－０２ １９：０２", "ｉＯＳ １７．４", "Ｍ사이즈 ２개",
+        "３월 ２일 오후 ７시", "ｖ２．１３．０", "주문번호 １２３－４５－６７８９０", "ＯＫ　ㅋㅋ",
+    ],
 }  # fmt: skip
 
 
@@ -278,6 +318,22 @@ def test_luhn(digits, ok):
 )
 def test_checksums(check, digits, ok):
     assert check(digits) is ok
+
+
+def test_full_width_is_seen_where_detection_starts():
+    """The cheap pre-check the clean stage runs first and the leak scan after masking see the
+    full-width forms too; the spans are offsets in the original text."""
+    text = "민지 ０１０－２３４５－６７８９"
+    assert may_hold_pii("０１０－２３４５－６７８９", None)
+    assert [(s.start, s.end, s.kind) for s in find_pii(text, FORMS)] == [
+        (0, 2, "PERSON"),
+        (3, 16, "PHONE"),
+    ]
+    assert [s.kind for s in leaks("연락처 ０１０２３４５６７８９", FORMS)] == ["PHONE"]
+    # a name typed full-width is the same person
+    assert (
+        mask_text("Ｊａｙ랑 Jay", name_forms(["Jay"]), Pseudonyms())[0] == "<PERSON1>랑 <PERSON1>"
+    )
 
 
 def test_rrn_checksum_is_confidence_not_shape():

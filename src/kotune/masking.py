@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from kotune.pii import KINDS, Names, Span, find_pii, name_core, name_forms, names_pattern
+from kotune.pii import KINDS, Names, Span, find_pii, name_core, name_forms, names_pattern, narrow
 
 # Labels an export gives its owner: not a person's name.
 OWNER_LABELS = frozenset({"회원님", "You", "you", "나"})
@@ -22,8 +22,9 @@ OWNER_LABELS = frozenset({"회원님", "You", "you", "나"})
 
 @lru_cache(maxsize=65536)
 def person_key(name: str) -> str:
-    """Who a name form stands for: 김민지, 민지, @민지 and the nickname 김민지🌸 are one person."""
-    name = name_core(name.lstrip("@"))
+    """Who a name form stands for: 김민지, 민지, @민지, ＠민지 and the nickname 김민지🌸 are one
+    person."""
+    name = name_core(narrow(name).lstrip("@"))
     return name[1:] if len(name) == 3 and re.fullmatch(r"[가-힣]{3}", name) else name
 
 

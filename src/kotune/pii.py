@@ -23,6 +23,7 @@ __all__ += [
     "name_core",
     "name_forms",
     "names_pattern",
+    "narrow",
 ]
 __all__ += ["rrn_checksum_ok"]
 
@@ -124,7 +125,7 @@ _PATTERN = re.compile(
             rf"(?:{_REGIONS_SHORT})[ \t]?\d{{2}}-\d{{6}}-)\d{{2}}(?![\d-]))",
             # 주민/외국인등록번호 YYMMDD-GNNNNNN (also with a dot or a space, or starred)
             rf"(?P<RRN>(?<![\d-])\d{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \t]?(?:{_D}|\.)?[ \t]?"
-            r"(?:[1-8](?:\d{6}|\*{6})|\*{7})(?![\d*]))",
+            r"(?:\d{7}|[1-8]\*{6}|\*{7})(?![\d*]))",
             r"(?P<CORPORATE_ID>(?<![\d-])\d{6}-\d{7}(?![\d-]))",
             r"(?P<BUSINESS_ID>(?<![\d-])\d{3}-\d{2}-\d{5}(?![\d-]))",
             r"(?P<CARD>(?<![\d-])(?:\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}|\d{4}[- ]?\d{6}[- ]?\d{5})(?![\d-]))",
@@ -268,6 +269,19 @@ _RARE_HINTS = re.compile(  # the lookahead skips every other syllable at once
     r"카드|(?i:card)|예금주|수령인|성명|"
     r"[Zz][Ii][Pp]|[Pp]ost|생년|출생|생일|[Dd]\.?[Oo]\.?[Bb]|[Bb]irth)|(?P<BORN>[일\d.] ?생))"
 )
+# An older passport number (M12345678) has no shape of its own: a letter and 8 digits are
+# also product, document and staff numbers. Without 여권 before it, it is one only in a message
+# about a flight or a border, and when its digits are no date (S20240301 is a document's).
+_OLD_PASSPORT = re.compile(r"(?<![A-Za-z0-9_-])[MSRODG]\d{8}(?![A-Za-z0-9_-])")
+_TRAVEL = re.compile(
+    r"여권|[Pp]assport|PASSPORT|출국|입국|비자|[Vv]isa|VISA|항공|비행기|공항|발권|탑승|체크인|"
+    r"[Ff]light|[Aa]irline|[Aa]irport"
+)
+_PRODUCT_CUE = re.compile(
+    r"(?:품번|모델(?:명|번호)?|상품(?:번호|코드)?|제품(?:번호|코드)?|부품(?:번호)?|[Mm]odel|SKU|[Ii]tem)"
+    r"[ \t]*(?:[:：#]|은|는|이|가)?[ \t]*$"
+)
+_DATE_DIGITS = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
 # a birth date said as such: 1988년 7월 21일생(이야), 1988.07.21생 (not 3월 2일 생각, 생방송)
 _BORN = re.compile(
     r"(?P<BIRTHDATE>(?<![\d.])(?:(?:\d{4}|\d{2})년 ?\d{1,2}월 ?\d{1,2}일|"
@@ -280,10 +294,24 @@ _BORN = re.compile(
 # big patterns (its lookahead skips every other character at once).
 _LATIN_CUES = rf"www\.|https?:|\.{_TLD}/|{_ACCOUNT_LATIN}"
 _CUE_WORDS = ("예금주", "수령인", "성명", "아이디", "계정", *_SITES_KO)
+# (full-width digits, ＠ and Latin letters are candidates too: find_pii reads them as ASCII)
+_WIDE_ALNUM = "\uff10-\uff19\uff20-\uff3a\uff41-\uff5a"
 _CANDIDATE = re.compile(
-    rf"(?=[0-9@.hwIiTtFfGg씨님{''.join(sorted({w[0] for w in _CUE_WORDS}))}])"
-    rf"(?:[0-9@]|{_LATIN_CUES}|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
+    rf"(?=[0-9@.hwIiTtFfGg씨님{_WIDE_ALNUM}{''.join(sorted({w[0] for w in _CUE_WORDS}))}])"
+    rf"(?:[0-9@{_WIDE_ALNUM}]|{_LATIN_CUES}|{'|'.join(_CUE_WORDS)}|(?<=[가-힣] )[씨님])"
 )
+
+
+# Full-width forms (０１０－１２３４－５６７８, Ｍ１２３４５６７８, ＠민지), as Korean and Japanese
+# keyboards type them, and the ideographic space: read as their ASCII selves under NFC too. One
+# character for one keeps every offset, so spans found in the narrowed text fit the original.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_WIDE = re.compile("[\uff01-\uff5e\u3000]")
+
+
+def narrow(text: str) -> str:
+    """The text with full-width ASCII forms as ASCII, the same length (no copy when none)."""
+    return text.translate(_FULL_WIDTH) if _WIDE.search(text) else text
 
 
 @dataclass(frozen=True)
@@ -353,7 +381,9 @@ def _check(kind: str, text: str, start: int, end: int) -> str | None:
             return kind
         return "ACCOUNT" if _account_ok(text, start, end) else None
     if kind == "ACCOUNT":
-        return kind if _account_ok(text, start, end) else None
+        if _account_ok(text, start, end):
+            return kind
+        return _bare_id(text, start, end)
     if kind == "PLATE":
         letter = re.search(r"[가-힣](?=[ \t]?\d{4}$)", value)
         after = text[end : end + 2].lstrip()
@@ -369,9 +399,72 @@ def _check(kind: str, text: str, start: int, end: int) -> str | None:
         ):
             return None
         return kind
-    if kind == "RRN" and re.search(r"법인[^\d]{0,8}$", text[max(0, start - 12) : start]):
-        return "CORPORATE_ID"  # 법인등록번호 can look like a 주민등록번호
+    if kind == "RRN":
+        return _rrn_or_corporate(text, start, end)
     return kind
+
+
+def _rrn_or_corporate(text: str, start: int, end: int) -> str | None:
+    """A 법인등록번호 can look like a 주민등록번호 (110111-0012346: 11-01-11 and a 0): the cue
+    법인 before it, then the checksums tell them apart. G 0 or 9 (born in the 1800s) needs a
+    checksum; G 1–8 stays an RRN when neither holds (numbers issued since Oct 2020 have none).
+    A 법인 number starts with its registry office, 11xx–28xx (900101-… cannot be one)."""
+    before = text[max(0, start - 16) : start]
+    if re.search(r"법인[^\d]{0,8}$", before):
+        return "CORPORATE_ID"
+    if re.search(r"(?:주민|외국인)[^\d]{0,10}$", before):
+        return "RRN"
+    digits = _digits(text[start:end])
+    if len(digits) < 13:  # starred
+        return "RRN"
+    if rrn_checksum_ok(digits):
+        return "RRN" if digits[6] in "12345678" or not _thing_cue(text, start) else None
+    if _corporate_ok(digits) and not _thing_cue(text, start):
+        return "CORPORATE_ID"
+    if digits[6] in "12345678":
+        return "RRN"
+    return "ACCOUNT" if _account_ok(text, start, end) else None
+
+
+def _thing_cue(text: str, start: int) -> bool:
+    """An order, tracking, booking, version or ISBN number's name just before: not a person's."""
+    before = text[max(0, start - 16) : start]
+    return bool(
+        _ORDER_CUES.search(before)
+        or _VERSION_CUES.search(before)
+        or re.search(r"ISBN[ \t:]*$", before)
+    )
+
+
+def _bare_id(text: str, start: int, end: int) -> str | None:
+    """Digits with no separator and no cue: a 사업자등록번호 (10) or 법인등록번호 (13) when its
+    shape and check digit hold — a tax office (1xx–6xx), a type that is not 00, a serial that is
+    not 0000; a registry office (11xx–28xx), a 법인 kind — and nothing says it is an
+    order, a version, a book or an amount (1234567890원)."""
+    value = text[start:end]
+    after = text[end : end + 3].lstrip()
+    if not value.isdigit() or after.startswith(_COUNTERS) or _thing_cue(text, start):
+        return None
+    if len(value) == 10 and value[0] in "123456" and value[3:5] != "00" and value[5:9] != "0000":
+        return "BUSINESS_ID" if brn_checksum_ok(value) else None
+    if len(value) == 13:
+        return "CORPORATE_ID" if _corporate_ok(value) else None
+    return None
+
+
+# 법인 kinds (5th–6th digits): 11–15 commercial, 21–22 civil, 31–51 special, 71 other, 81–86 foreign
+_CORPORATE_KINDS = frozenset(
+    f"{kind:02d}" for kind in [*range(11, 16), 21, 22, *range(31, 52), 71, *range(81, 87)]
+)
+
+
+def _corporate_ok(digits: str) -> bool:
+    """A 법인등록번호's registry office (11xx–28xx), its kind, its check digit."""
+    return (
+        "11" <= digits[:2] <= "28"
+        and digits[4:6] in _CORPORATE_KINDS
+        and corporate_checksum_ok(digits)
+    )
 
 
 def find_structured(text: str) -> list[Span]:
@@ -411,6 +504,14 @@ def find_structured(text: str) -> list[Span]:
         spans += [Span(*m.span(m.lastgroup), m.lastgroup) for m in _CUED.finditer(text)]
     if "BORN" in hints or "CUE" in hints:
         spans += [Span(*m.span(), "BIRTHDATE") for m in _BORN.finditer(text)]
+    if _OLD_PASSPORT.search(text) and _TRAVEL.search(text):
+        spans += [
+            Span(*m.span(), "PASSPORT")
+            for m in _OLD_PASSPORT.finditer(text)
+            if not _DATE_DIGITS.fullmatch(m.group()[1:])
+            and not _thing_cue(text, m.start())
+            and not _PRODUCT_CUE.search(text[max(0, m.start() - 12) : m.start()])
+        ]
     if _HANDLE_HINT.search(text):
         for m in _HANDLE.finditer(text):
             handle = m.group("PERSON").rstrip("._-")
@@ -464,7 +565,7 @@ def names_pattern(forms: Names) -> re.Pattern | None:
     """One compiled alternation of the name forms (longest first), or None."""
     if forms is None or isinstance(forms, re.Pattern):
         return forms
-    return re.compile("|".join(re.escape(f) for f in forms)) if forms else None
+    return re.compile("|".join(re.escape(narrow(f)) for f in forms)) if forms else None
 
 
 def find_names(text: str, names: Names) -> list[Span]:
@@ -482,7 +583,12 @@ def may_hold_pii(text: str, forms: re.Pattern | None) -> bool:
 
 def find_pii(text: str, forms: Names = None) -> list[Span]:
     """Non-overlapping spans, earliest first; on overlap the longer span wins, and address parts
-    with only spaces or a comma between them are one address."""
+    with only spaces or a comma between them are one address. Full-width letters and digits
+    are read as ASCII (the offsets are the original text's)."""
+    forms = names_pattern(forms)
+    if not may_hold_pii(text, forms):
+        return []
+    text = narrow(text)
     spans = find_structured(text) + find_names(text, forms)
     if len(spans) < 2:
         return spans

@@ -370,8 +370,10 @@ def long_export(layout_file, days):
         out.append(
             body.replace("2024년 3월 1일", f"{when.year}년 {when.month}월 {when.day}일")
             .replace("2024년 3월 2일", f"{after.year}년 {after.month}월 {after.day}일")
-            .replace("금요일", "X요일".replace("X", "월화수목금토일"[when.weekday()]))
-            .replace("토요일", "X요일".replace("X", "월화수목금토일"[after.weekday()]))
+            .replace("금요일", "\0요일")  # (in two steps: 금 may become 토)
+            .replace("토요일", "\1요일")
+            .replace("\0", "월화수목금토일"[when.weekday()])
+            .replace("\1", "월화수목금토일"[after.weekday()])
             .replace("을지로 3가 쪽", f"을지로 3가 쪽 {day}")
         )
     return "\n".join(out)
@@ -405,6 +407,34 @@ def test_dates_typed_in_messages_are_text_on_one_core_or_many(name):
     assert one[2]["conversations"] == 600 and one[2]["day_lines"] == 400
     assert all(b'"2030-' not in line for line in one[0])  # no message dated by a typed date
     assert sum(line.count("2030년 1월 1일 화요일".encode()) for line in one[0]) == 29  # kept
+
+
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        ("ios_ko_time_only.txt", ["2030년 1월 1일", "2030. 1. 1.", "2030년 1월 1일 수요일"]),
+        (
+            "pc_ko.txt",
+            [
+                "----- 2030년 1월 1일 화요일 -----",
+                "--------------- 2030년 1월 1일 수요일 ---------------",
+            ],
+        ),
+    ],
+)
+def test_dates_typed_just_before_a_message_are_text_on_one_core_or_many(name, typed):
+    """A date typed on a message's last line, the next message right after it: not in the form
+    of the export's own day lines, or not on the weekday named, it is text, on any core."""
+    text = long_export(name, 200)
+    for day in range(0, 200, 7):
+        line = typed[day % len(typed)]
+        text = text.replace(f"을지로 3가 쪽 {day}\n", f"을지로 3가 쪽 {day}\n{line}\n")
+    opts = options(LAYOUTS[name][1])
+    one = kakaotalk.convert(text, "chat.txt", opts, 1)
+    assert one == kakaotalk.convert(text, "chat.txt", opts, 3)
+    assert one[2]["conversations"] == 600 and one[2]["day_lines"] == 400
+    assert all(b'"2030-' not in line for line in one[0])
+    assert sum(line.count(b"2030") for line in one[0]) == 29  # each typed line kept, once
 
 
 def test_pc_notices_without_a_speaker_and_in_older_words():
@@ -488,6 +518,69 @@ def test_exports_pasted_one_after_another(first, second):
         [("user", "또 안녕"), ("assistant", "또 응")],
     ]
     assert counts["header_lines"] == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "typed"),
+    [
+        # iOS: the export's day lines name their weekday; this one does not, or names another
+        (
+            "2024년 3월 1일 금요일\n오후 7:02, 민지 : 다음 일정\n2024년 3월 15일\n"
+            "오후 7:03, 준호 : 알겠어\n",
+            "2024년 3월 15일",
+        ),
+        (
+            "2024년 3월 1일 금요일\n오후 7:02, 민지 : 다음 일정\n2024년 3월 15일 월요일\n"
+            "오후 7:03, 준호 : 알겠어\n",
+            "2024년 3월 15일 월요일",
+        ),
+        (
+            "2024년 3월 1일 금요일\n오후 7:02, 민지 : 다음 일정\n2024. 3. 15.\n"
+            "오후 7:03, 준호 : 알겠어\n",
+            "2024. 3. 15.",
+        ),
+        (
+            "Friday, March 1, 2024\n7:02 PM, 민지 : 다음 일정\nMarch 15, 2024\n"
+            "7:03 PM, 준호 : 알겠어\n",
+            "March 15, 2024",
+        ),
+        # PC: dashes of another length than the export's own
+        (
+            "--------------- 2024년 3월 1일 금요일 ---------------\n"
+            "[민지] [오후 7:02] 다음 일정\n---- 2024년 3월 15일 금요일 ----\n"
+            "[준호] [오후 7:03] 알겠어\n",
+            "---- 2024년 3월 15일 금요일 ----",
+        ),
+        # Android: the export's day lines are a stamp alone
+        (
+            "2024년 3월 1일 오후 7:02\n"
+            "2024년 3월 1일 오후 7:02, 민지 : 다음 일정\n2024년 3월 15일 금요일\n"
+            "2024년 3월 1일 오후 7:03, 준호 : 알겠어\n",
+            "2024년 3월 15일 금요일",
+        ),
+    ],
+)
+def test_a_date_typed_just_before_a_message_stays_text(text, typed):
+    records, counts = kakaotalk.parse(text, "t.txt", options("준호"))
+    assert len(records) == 1 and counts["day_lines"] == 1
+    said = turns(records)[0]
+    assert said == [("user", f"다음 일정\n{typed}"), ("assistant", "알겠어")]
+    assert records[0]["meta"]["end"] == "2024-03-01T19:03:00"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024년 3월 1일 금요일\n오후 7:02, 민지 : 안녕\n2024년 3월 2일 토요일\n오후 7:03, 준호 : 응\n",
+        "Friday, March 1, 2024\n7:02 PM, 민지 : 안녕\nSaturday, March 2, 2024\n7:03 PM, 준호 : 응\n",
+        "--------------- 2024년 3월 1일 금요일 ---------------\n[민지] [오후 7:02] 안녕\n"
+        "--------------- 2024년 3월 2일 토요일 ---------------\n[준호] [오후 7:03] 응\n",
+    ],
+)
+def test_real_day_lines_in_the_exports_own_form_are_days(text):
+    records, counts = kakaotalk.parse(text, "t.txt", options("준호"))
+    assert counts["day_lines"] == 2
+    assert records[-1]["meta"]["end"] == "2024-03-02T19:03:00"
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from kotune.formats.kakaotalk_lines import (
     DAY_SECONDS,
     Message,
     day_before,
+    export_day_form,
     name_prefixes,
     nth_line_end,
     parse_csv_export,
@@ -160,13 +161,15 @@ def cut_points(text: str, layout: Layout, gap_minutes: int, parts: int) -> list[
         if pos == 0:
             break
         day = None if layout.dated else day_before(text, pos, layout)
+        form = export_day_form(text, layout)
         previous = None
         matches = layout.lines.finditer(text, pos, min(len(text), pos + len(text) // parts))
         m = next(matches, None)
         while m is not None:
             following = next(matches, None)
             if m.lastgroup == "day":  # (not a date typed in a message: as parse_text_export)
-                if not typed_day(text[m.end() : following.start() if following else None]):
+                rest = text[m.end() : following.start() if following else None]
+                if not typed_day(rest, m.group("day"), form):
                     day = parse_date(m.group("ddate"))
             elif m.lastgroup == "msg" and (layout.dated or day is not None):
                 seconds = stamp_of(m, day, text, "")

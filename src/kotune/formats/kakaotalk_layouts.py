@@ -106,6 +106,36 @@ def parse_time(text: str) -> int:
     return (to_24h(hour, meridiem) * 60 + minute) * 60 + second
 
 
+# A day line's form: its words, its digits' places (`0년 0월 0일 0요일`, `0, 0 0, 0`). A client
+# writes every day line of an export in one form, on the weekday it fell on: a date typed in a
+# message in another form (`2024. 3. 15.`, no weekday) or with another weekday is text.
+_DAY_PARTS = re.compile(
+    rf"\d+|{_MONTH}|{EN_WEEKDAY}|[월화수목금토일月火水木金土日](?=요일|曜日)|{_MERIDIEM}"
+)
+_WEEKDAY = re.compile(rf"([월화수목금토일])요일|([月火水木金土日])曜日|({EN_WEEKDAY})")
+_EN_WEEKDAYS = ("Mon", "Tues", "Wednes", "Thurs", "Fri", "Satur", "Sun")
+
+
+def day_form(line: str) -> str:
+    """The form of a day line: digits, months, weekdays and 오전/오후 all written as 0."""
+    return _DAY_PARTS.sub("0", line.strip())
+
+
+def weekday_ok(line: str) -> bool:
+    """Whether the weekday a day line names (if any) is the one its date fell on."""
+    m = _WEEKDAY.search(line)
+    if m is None:
+        return True
+    ko, ja, en = m.groups()
+    named = "월화수목금토일".index(ko) if ko else "月火水木金土日".index(ja) if ja else None
+    if named is None:
+        named = _EN_WEEKDAYS.index(en[:-3])
+    try:
+        return date.fromordinal(parse_date(line)).weekday() == named
+    except ValueError:
+        return True
+
+
 # ------------------------------------------------------------------------------ layouts
 
 

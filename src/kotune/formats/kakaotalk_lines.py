@@ -12,9 +12,11 @@ from kotune.formats.kakaotalk_layouts import (
     HEADERS,
     SAVED,
     Layout,
+    day_form,
     parse_date,
     parse_time,
     read_csv_rows,
+    weekday_ok,
 )
 
 # A message: (seconds since 0001-01-01, speaker, text). Tuples: an export has millions.
@@ -85,23 +87,36 @@ def _drop_headers(body: str, counts: Counter) -> str:
     return "\n".join(kept)
 
 
-def typed_day(rest: str) -> bool:
+def typed_day(rest: str, line: str | None = None, form: str | None = None) -> bool:
     """Whether a day line was typed in a message: `rest`, the lines after it up to the next
     message or notice, holds text (a real day line is followed by a message, or a notice, at
-    once). The first day line of a file is a day line whatever follows it."""
-    return any(line.strip() and not is_notice(line) for line in rest.split("\n"))
+    once); or the `line` itself names a weekday its date did not fall on, or is not in the
+    `form` of the export's own day lines (export_day_form). The first day line of a file is a
+    day line whatever follows it."""
+    if any(text.strip() and not is_notice(text) for text in rest.split("\n")):
+        return True
+    if line is None:
+        return False
+    return (form is not None and day_form(line) != form) or not weekday_ok(line)
+
+
+def export_day_form(text: str, layout: Layout) -> str | None:
+    """The form of the export's day lines: its first line the layout knows, if a day line
+    (before any message: no date typed in a message can be it); None otherwise."""
+    m = layout.lines.search(text)
+    return day_form(m.group("day")) if m is not None and m.lastgroup == "day" else None
 
 
 def day_before(text: str, pos: int, layout: Layout) -> int | None:
     """The date of the last day line before `pos` (a shard starting mid-file needs it), as
     parse_text_export would have it: not one typed in a message, unless it is the file's first."""
-    end, first = pos - 1, None
+    end, first, form = pos - 1, None, export_day_form(text, layout)
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
         m = layout.day_line.match(text, start, end)
         if m:
             following = layout.lines.search(text, end + 1)
-            if not typed_day(text[end : following.start() if following else pos]):
+            if not typed_day(text[end : following.start() if following else pos], m.group(), form):
                 return parse_date(m.group("ddate"))
             first = m.group("ddate")
         end = start - 1
@@ -124,7 +139,7 @@ def parse_text_export(
         if line.strip():
             known = HEADERS.match(line)
             counts["header_lines" if known else "skipped_lines_before_first_message"] += 1
-    m, names, continued = first, {}, 0
+    m, names, continued, form = first, {}, 0, None
     dated = "date" in layout.lines.groupindex
     while m is not None:
         following = next(matches, None)
@@ -163,7 +178,10 @@ def parse_text_export(
                     new_day = parse_date(m.group("ddate"))
                 except ValueError as error:
                     raise DataError(f"{source}:{_lineno(text, m.start())}: {error}") from None
-                if (messages or start) and typed_day(rest):  # a date typed in a message
+                if form is None:
+                    form = export_day_form(text, layout) or ""
+                # a date typed in a message
+                if (messages or start) and typed_day(rest, m.group("day"), form or None):
                     _append(messages, text[m.start() : stop], counts)
                     m = following
                     continue
