@@ -250,11 +250,20 @@ def test_phone_width_and_keyboard_only(chrome, site):
     name = new_user(chrome, site.url)
     account = site.store.user_by_name(name)
     for item in ("오이", "땅콩"):
-        site.store.begin_turn(account.id, None, f"{item} 얘기", [(item, "dislike")])
+        turn = site.store.begin_turn(account.id, None, f"{item} 얘기", [(item, "dislike")])
+    for _ in range(8):  # a conversation longer than the screen
+        turn = site.store.begin_turn(account.id, turn.conversation_id, "한식 " * 40)
+        site.store.finish_turn(turn.assistant_message_id, "비빔밥 " * 40, True, (1, 1), 1, 1)
     chrome.set_window_size(375, 667)
     try:
-        chrome.refresh()
+        chrome.get(f"{site.url}/?c={turn.conversation_id}")
         ready(chrome)
+        assert len(messages(chrome)) == 18
+        # only the message list scrolls: the top bar and the message box stay on the screen
+        assert chrome.execute_script(
+            "return document.documentElement.scrollHeight <= innerHeight"
+            " && document.querySelector('.composer').getBoundingClientRect().bottom <= innerHeight"
+        )
         outside = chrome.execute_script(
             "return [...document.querySelectorAll('body *')].filter(e => {"
             " const r = e.getBoundingClientRect(); const s = getComputedStyle(e);"
@@ -282,12 +291,12 @@ def test_phone_width_and_keyboard_only(chrome, site):
     # page in reading order and comes back round, each stop visibly focused
     assert chrome.switch_to.active_element.get_attribute("data-testid") == "message-input"
     stops = []
-    for _ in range(9):
+    for _ in range(10):
         chrome.switch_to.active_element.send_keys(Keys.TAB)
         stops.append(
             chrome.execute_script(
                 "const e = document.activeElement;"
-                "return [e.dataset.testid || e.tagName, e.matches(':focus-visible')"
+                "return [e.dataset.testid || e.id || e.tagName, e.matches(':focus-visible')"
                 " && getComputedStyle(e).outlineStyle !== 'none']"
             )
         )
@@ -300,6 +309,7 @@ def test_phone_width_and_keyboard_only(chrome, site):
         "conversation",
         "preference-remove",
         "preference-remove",
+        "messages",  # a scrolled list: the arrow keys scroll it
         "message-input",
     ]
     assert all(visible for _, visible in stops), stops
