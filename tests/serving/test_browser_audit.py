@@ -225,6 +225,15 @@ def failures(chrome, relay):
     type_and_enter(chrome, "다시 물어볼게요")
     assert "다시 물어볼게요" in answered(chrome, 3)
     assert status(chrome) == ""  # the problem line is gone once things work
+    # a reload mid-answer: the question is there, the answer marked as cut, not lost silently
+    type_and_enter(chrome, "[[slow]] 후식 추천")
+    wait(chrome, lambda d: len(messages(d)) == 8 and messages(d)[7][1], what="a first piece")
+    chrome.refresh()
+    ready(chrome)
+    wait(chrome, lambda d: len(messages(d)) == 8, what="the conversation after the reload")
+    assert messages(chrome)[6] == ("user", "[[slow]] 후식 추천")
+    last = by_testid(chrome, "message")[7]
+    assert "중간에 끊겼습니다" in last.find_element("css selector", ".note").text
 
 
 def test_enter_during_hangul_composition_does_not_send(chrome, site):

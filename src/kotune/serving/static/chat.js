@@ -19,6 +19,7 @@
   const DROPPED = "서버와의 연결이 끊겨 답변이 중간에 멈췄습니다. 다시 보내 주세요.";
   let current = null; // the open conversation's id (null: a new one)
   let busy = false;
+  let view = 0; // counts switches of conversation: an answer still streaming knows if it moved
 
   async function api(method, path, body) {
     const options = { method, headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" };
@@ -158,6 +159,7 @@
 
   function startNew() {
     current = null;
+    view += 1;
     messages.replaceChildren();
     $("empty").hidden = false;
     setLocation(null);
@@ -176,6 +178,7 @@
     const conversation = await response.json();
     say("");
     current = conversation.id;
+    view += 1;
     messages.replaceChildren();
     for (const message of conversation.messages) {
       if (message.role === "assistant" && !message.complete && !message.content) {
@@ -230,6 +233,7 @@
     answer.setAttribute("aria-busy", "true");
     let finished = false;
     let accepted = false;
+    const shown = view;
     try {
       const response = await api("POST", "/api/chat", { conversation_id: current, content: text });
       if (!response.ok) {
@@ -249,10 +253,15 @@
         pending = blocks.pop();
         for (const [name, data] of events(blocks)) {
           if (name === "meta") {
-            const isNew = current !== data.conversation_id;
-            current = data.conversation_id;
-            setLocation(current);
-            if (isNew) loadConversations();
+            // the conversation it went to is the page's, unless the user has moved on since
+            if (view === shown) {
+              const isNew = current !== data.conversation_id;
+              current = data.conversation_id;
+              setLocation(current);
+              if (isNew) loadConversations();
+            } else {
+              loadConversations();
+            }
             if (data.preferences) renderPreferences(data.preferences);
           } else if (name === "delta") {
             bubble.append(document.createTextNode(data.text));
