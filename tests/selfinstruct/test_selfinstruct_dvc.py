@@ -126,9 +126,15 @@ def test_the_menu_persona_runs_to_the_adapter_from_generated_data(tmp_path):
         assert workspace["metrics/generate.json"]["data"]["kept"] == GENERATED
 
 
-def test_a_killed_generate_stage_resumes_under_dvc_exp_run(tmp_path):
+@pytest.mark.parametrize("stop", ["kill-9", "ctrl-c"])
+def test_a_killed_generate_stage_resumes_under_dvc_exp_run(tmp_path, stop):
     """`dvc exp run` resets the stage's outputs before it runs it again (the cache of a killed
-    run would be lost): the answers kept in data/generated/unfinished come back from there."""
+    run would be lost): the answers kept in data/generated/unfinished come back from there.
+    Stopped by kill -9 (no clean-up runs) or by Ctrl-C (SIGINT to the whole process group, as a
+    terminal sends it: the stage is DVC's own child, so it says where it stopped and exits 130)."""
+    import os
+    import signal
+
     import psutil
 
     repo = copy_project(tmp_path / "kotune")
@@ -144,20 +150,34 @@ def test_a_killed_generate_stage_resumes_under_dvc_exp_run(tmp_path):
             "persona.generate.concurrency=1",
         ]
         args = ["dvc", "exp", "run", "generate", *[a for o in overrides for a in ("-S", o)]]
-        dvc = subprocess.Popen(args, cwd=repo, env=env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+        dvc = subprocess.Popen(
+            args,
+            cwd=repo,
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             deadline = time.monotonic() + 300
             while len(list(cache.glob("*/*.json"))) < 3:
                 assert dvc.poll() is None and time.monotonic() < deadline, "no answers cached"
                 time.sleep(0.1)
-            (stage,) = [
-                child
-                for child in psutil.Process(dvc.pid).children(recursive=True)
-                if "stages/generate.py" in " ".join(child.cmdline())
-            ]
-            stage.kill()  # as a crash or `kill -9` leaves it: no clean-up runs
-            assert dvc.wait(timeout=120) != 0
+            if stop == "kill-9":
+                (stage,) = [
+                    child
+                    for child in psutil.Process(dvc.pid).children(recursive=True)
+                    if "stages/generate.py" in " ".join(child.cmdline())
+                ]
+                stage.kill()  # as a crash or `kill -9` leaves it: no clean-up runs
+            else:
+                os.killpg(dvc.pid, signal.SIGINT)
+            _, stderr = dvc.communicate(timeout=120)
+            assert dvc.returncode != 0
+            if stop == "ctrl-c":
+                assert "exited with 130" in stderr and "Traceback" not in stderr, stderr[-3000:]
         finally:
             if dvc.poll() is None:
                 dvc.kill()
