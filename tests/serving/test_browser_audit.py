@@ -350,7 +350,7 @@ def test_two_tabs_and_a_cross_site_page(chrome, site):
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse
 
-    new_user(chrome, site.url)
+    name = new_user(chrome, site.url)
     type_and_enter(chrome, "오이는 싫어요")
     answered(chrome, 1)
     evil = FastAPI()
@@ -392,3 +392,13 @@ fetch("{site.url}/api/chat", {{method: "POST", credentials: "include", mode: "no
     chrome.switch_to.window(first)
     type_and_enter(chrome, "아직 로그인?")
     wait(chrome, lambda d: d.current_url.endswith("/login"), what="sent to the log-in page")
+    # logged in again in this tab, the message that could not go is back in the box
+    by_testid(chrome, "login-username")[0].send_keys(name)
+    by_testid(chrome, "login-password")[0].send_keys(PASSWORD)
+    by_testid(chrome, "login-submit")[0].click()
+    ready(chrome)
+    assert by_testid(chrome, "message-input")[0].get_attribute("value") == "아직 로그인?"
+    assert "되살렸어요" in status(chrome)
+    chrome.refresh()  # once only
+    ready(chrome)
+    assert by_testid(chrome, "message-input")[0].get_attribute("value") == ""

@@ -4,6 +4,8 @@
 
 (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const user = document.querySelector('meta[name="kotune-user"]').content;
+  const DRAFT = "kotune-unsent"; // this tab's message that met a logged-out session
   const $ = (id) => document.getElementById(id);
   const messages = $("messages");
   const input = $("message-input");
@@ -278,7 +280,12 @@
       finished = true;
       say("");
     } catch (error) {
-      if (error.message === "logged out") return; // on the way to /login
+      if (error.message === "logged out") {
+        // on the way to /login (logged out in another tab, or the session ended): the text
+        // waits in this tab's storage for the same user's next log-in here
+        sessionStorage.setItem(DRAFT, JSON.stringify({ user, text }));
+        return;
+      }
       if (!accepted) notSent(question, answer, text, "서버에 연결하지 못했습니다.");
       else if (!finished) {
         markIncomplete(answer, DROPPED);
@@ -346,6 +353,22 @@
     }
   });
 
+  function restoreUnsent() {
+    const saved = sessionStorage.getItem(DRAFT);
+    sessionStorage.removeItem(DRAFT);
+    try {
+      const draft = JSON.parse(saved);
+      if (draft && draft.user === user && typeof draft.text === "string" && !input.value) {
+        input.value = draft.text;
+        grow();
+        say("로그아웃되어 보내지 못했던 메시지를 입력창에 되살렸어요.", true);
+      }
+    } catch {
+      // nothing saved, or not ours
+    }
+  }
+
+  restoreUnsent();
   const wanted = new URLSearchParams(window.location.search).get("c");
   Promise.all([
     loadConversations().then(() => (wanted ? openConversation(wanted) : input.focus())),
