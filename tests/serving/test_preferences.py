@@ -267,6 +267,10 @@ def test_precision_and_recall_on_the_table(kiwi, capsys):
         ("우리 엄마는 매운 거 좋아하세요", []),
         ("오이 냄새가 싫어요", [Statement("오이", D)]),
         ("돼지고기는 종교 때문에 안 먹어요", [Statement("돼지고기", C)]),
+        # markup in a message: its tag names are not items (they were: `b`, `i`, `br`)
+        ("<b>오이</b>는 싫어요", [Statement("오이", D)]),
+        ("<i>매운 거</i> 좋아해요 <script>alert(1)</script>", [Statement("매운 것", L)]),
+        ("땅콩 <br> 알레르기 있어요", [Statement("땅콩", C)]),
     ],
 )
 def test_statements_come_in_order_with_the_latest_last(kiwi, sentence, expected):

@@ -342,3 +342,84 @@ def test_failed_logins_are_slowed_down_per_account(live_client):
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
     # another account from the same address is still heard
     assert other.signup(unique_name("junho")).status_code == 303
+
+
+CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def installed_routes(state) -> list[APIRoute]:
+    """The routes install_web puts on an app, listed anew from its routers."""
+    from kotune.serving.web import web_router
+    from kotune.serving.webapi import api_router
+
+    routers = (web_router(state), api_router(state))
+    return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+
+
+def test_every_state_changing_route_refuses_cross_site_requests(web):
+    """Each POST/DELETE route the web app has (listed from the app, so a new one is checked
+    too), sent with the session cookie from another site — with the right CSRF token even — or
+    from this site without the token, is refused and changes nothing."""
+    minji = Browserish(web.url)
+    name = unique_name("minji")
+    minji.signup(name)
+    meta = minji.chat("오이는 싫어요")[0][1]
+    ids = {
+        "conversation_id": meta["conversation_id"],
+        "preference_id": str(meta["preferences"][0]["id"]),
+    }
+    evil = "http://evil.example"
+    cases = {
+        "other origin, right token": {"Origin": evil, "X-CSRF-Token": minji.csrf},
+        "null origin, right token": {"Origin": "null", "X-CSRF-Token": minji.csrf},
+        "other referer, right token": {"Referer": f"{evil}/x", "X-CSRF-Token": minji.csrf},
+        "this site, no token": {"Origin": web.url},
+        "this site, another session's token": {"Origin": web.url, "X-CSRF-Token": "x" * 43},
+    }
+    account = {"username": unique_name("mallory"), "password": PASSWORD, "content": "evil"}
+    checked = 0
+    for route in installed_routes(web.state):
+        path = route.path.format(**ids)
+        public = route.path in ("/login", "/signup")  # no session yet: the origin decides
+        for method in sorted(route.methods & CHANGING):
+            for case, headers in cases.items():
+                if public and "this site" in case:
+                    continue
+                if route.path == "/api/chat":
+                    response = minji.http.request(
+                        method, path, json={"content": "evil"}, headers=headers
+                    )
+                else:  # a plain form carries the case's token as a field too
+                    form = {**account, "csrf_token": headers.get("X-CSRF-Token", "")}
+                    response = minji.http.request(method, path, data=form, headers=headers)
+                assert response.status_code == 403, (method, route.path, case)
+                assert "set-cookie" not in response.headers, (method, route.path, case)
+                checked += 1
+    assert checked >= 5 * 4 + 3 * 2  # logout and the three /api changes; log-in and sign-up
+    # nothing changed: still logged in, one conversation of two messages, the preference kept
+    assert minji.http.get("/").status_code == 200
+    conversations = minji.http.get("/api/conversations").json()["conversations"]
+    assert [c["id"] for c in conversations] == [ids["conversation_id"]]
+    conversation = minji.http.get(f"/api/conversations/{ids['conversation_id']}").json()
+    assert len(conversation["messages"]) == 2
+    assert [p["item"] for p in minji.http.get("/api/preferences").json()["preferences"]] == ["오이"]
+    assert web.store.user_by_name(account["username"]) is None  # no account made cross-site
+    minji.close()
+
+
+def test_log_out_ends_the_session_on_the_server(web):
+    """The cookie of a logged-out session, kept by someone (a copy, another tab, a thief), opens
+    nothing: the session is gone from the store, not only from the browser."""
+    minji = Browserish(web.url)
+    minji.signup(unique_name("minji"))
+    token, csrf = minji.http.cookies["kotune_session"], minji.csrf
+    response = minji.http.post("/logout", data={"csrf_token": csrf}, headers={"Origin": web.url})
+    assert response.status_code == 303
+    assert 'kotune_session=""' in response.headers["set-cookie"]  # the browser's copy cleared
+    thief = httpx.Client(base_url=web.url, cookies={"kotune_session": token})
+    with thief:
+        assert thief.get("/", follow_redirects=False).headers["location"] == "/login"
+        assert thief.get("/api/conversations").status_code == 401
+        headers = {"Origin": web.url, "X-CSRF-Token": csrf}
+        assert thief.post("/api/chat", json={"content": "안녕"}, headers=headers).status_code == 401
+    minji.close()

@@ -5,6 +5,7 @@ and ~100 MB to load)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from kotune.serving.preference_words import (
 POLARITIES = ("like", "dislike", "cannot_eat")
 NEUTRAL = "neutral"  # `싫어하진 않아요`: no longer a preference; it clears an earlier one
 LABELS = {"like": "좋아함", "dislike": "싫어함", "cannot_eat": "못 먹음"}
+# markup typed or pasted into a message (`<b>오이</b>는 싫어요`): its tag names are no food
+MARKUP_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def read_preferences(text: str, kiwi: Any) -> list[Statement]:
     earlier one. Questions, wishes, past habits and other people's tastes state none. `kiwi`:
     one from `new_kiwi()` (a plain Kiwi misreads some short food nouns)."""
     found: dict[str, str] = {}
+    # tags blanked to spaces of the same length: the items' offsets into `text` still hold
+    text = MARKUP_TAG.sub(lambda tag: " " * len(tag.group()), text)
     for sentence in _sentences(kiwi.tokenize(text)):
         clauses = _clauses(sentence)
         carried: list[str] = []  # items of the sentence so far, for a clause that omits its own

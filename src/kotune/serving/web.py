@@ -119,7 +119,13 @@ def web_router(state: WebState) -> Any:
         viewer = await run_in_threadpool(find_viewer, state.store, request)
         if viewer is None:
             return RedirectResponse("/login", status_code=303)
-        return page(request, "chat.html", viewer=viewer.account, csrf_token=viewer.csrf_token)
+        return page(
+            request,
+            "chat.html",
+            viewer=viewer.account,
+            csrf_token=viewer.csrf_token,
+            max_chars=settings.max_message_chars,  # checked in the page: no silent cut
+        )
 
     @router.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Any:

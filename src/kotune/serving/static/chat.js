@@ -4,6 +4,8 @@
 
 (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const user = document.querySelector('meta[name="kotune-user"]').content;
+  const DRAFT = "kotune-unsent"; // this tab's message that met a logged-out session
   const $ = (id) => document.getElementById(id);
   const messages = $("messages");
   const input = $("message-input");
@@ -15,8 +17,11 @@
   const sidebar = $("sidebar");
   const menuToggle = document.querySelector(".menu-toggle");
   const LABELS = { like: "좋아함", dislike: "싫어함", cannot_eat: "못 먹음" };
+  const maxChars = Number(input.dataset.maxChars) || 4000; // the server's limit, in characters
+  const DROPPED = "서버와의 연결이 끊겨 답변이 중간에 멈췄습니다. 다시 보내 주세요.";
   let current = null; // the open conversation's id (null: a new one)
   let busy = false;
+  let view = 0; // counts switches of conversation: an answer still streaming knows if it moved
 
   async function api(method, path, body) {
     const options = { method, headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" };
@@ -32,17 +37,22 @@
     return response;
   }
 
+  function serverError(response) {
+    return `서버에 오류가 났습니다 (${response.status}). 잠시 뒤 다시 시도해 주세요.`;
+  }
+
   async function problem(response) {
     try {
       const data = await response.json();
-      return typeof data.detail === "string" ? data.detail : `오류가 났습니다 (${response.status}).`;
+      return typeof data.detail === "string" ? data.detail : serverError(response);
     } catch {
-      return `오류가 났습니다 (${response.status}).`;
+      return serverError(response);
     }
   }
 
-  function say(text) {
+  function say(text, isProblem = false) {
     statusLine.textContent = text;
+    statusLine.classList.toggle("problem", isProblem);
   }
 
   function scrollDown() {
@@ -74,6 +84,7 @@
     tag.className = "note";
     tag.textContent = note;
     item.append(tag);
+    scrollDown();
   }
 
   function setLocation(id) {
@@ -120,6 +131,7 @@
         remove.type = "button";
         remove.className = "remove";
         remove.dataset.testid = "preference-remove";
+        remove.dataset.id = String(preference.id);
         remove.setAttribute("aria-label", `${preference.item} (${label.textContent}) 지우기`);
         remove.textContent = "지우기";
         remove.addEventListener("click", () => removePreference(preference.id));
@@ -137,13 +149,19 @@
   }
 
   async function removePreference(id) {
+    const buttons = [...preferenceList.querySelectorAll("button")];
+    const index = buttons.findIndex((button) => button.dataset.id === String(id));
     const response = await api("DELETE", `/api/preferences/${id}`);
-    if (!response.ok) say(await problem(response));
+    if (!response.ok) say(await problem(response), true);
     await loadPreferences();
+    // keyboard users stay in the list: the next item's button, else the one before, else the box
+    const left = preferenceList.querySelectorAll("button");
+    (left[Math.min(index, left.length - 1)] || input).focus();
   }
 
   function startNew() {
     current = null;
+    view += 1;
     messages.replaceChildren();
     $("empty").hidden = false;
     setLocation(null);
@@ -155,12 +173,14 @@
   async function openConversation(id) {
     const response = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
     if (!response.ok) {
-      say(await problem(response));
+      say(await problem(response), true);
       startNew();
       return;
     }
     const conversation = await response.json();
+    say("");
     current = conversation.id;
+    view += 1;
     messages.replaceChildren();
     for (const message of conversation.messages) {
       if (message.role === "assistant" && !message.complete && !message.content) {
@@ -192,22 +212,38 @@
     }
   }
 
+  function notSent(question, answer, text, reason) {
+    // the server did not take the message: it is not in the conversation, and nothing the user
+    // typed is lost — the text goes back in the box, the reason in the status line
+    question.remove();
+    answer.remove();
+    $("empty").hidden = messages.children.length > 0;
+    if (!input.value) {
+      input.value = text;
+      grow();
+    }
+    say(`보내지 못했습니다: ${reason} 메시지는 입력창에 그대로 있어요.`, true);
+  }
+
   async function send(text) {
     busy = true;
     sendButton.disabled = true;
     say("답변을 만드는 중…");
-    addMessage("user", text);
+    const question = addMessage("user", text);
     const answer = addMessage("assistant", "");
     const bubble = answer.querySelector(".bubble");
     answer.setAttribute("aria-busy", "true");
     let finished = false;
+    let accepted = false;
+    const shown = view;
     try {
       const response = await api("POST", "/api/chat", { conversation_id: current, content: text });
       if (!response.ok) {
-        markIncomplete(answer, await problem(response));
+        notSent(question, answer, text, await problem(response));
         finished = true;
         return;
       }
+      accepted = true;
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let pending = "";
@@ -219,10 +255,15 @@
         pending = blocks.pop();
         for (const [name, data] of events(blocks)) {
           if (name === "meta") {
-            const isNew = current !== data.conversation_id;
-            current = data.conversation_id;
-            setLocation(current);
-            if (isNew) loadConversations();
+            // the conversation it went to is the page's, unless the user has moved on since
+            if (view === shown) {
+              const isNew = current !== data.conversation_id;
+              current = data.conversation_id;
+              setLocation(current);
+              if (isNew) loadConversations();
+            } else {
+              loadConversations();
+            }
             if (data.preferences) renderPreferences(data.preferences);
           } else if (name === "delta") {
             bubble.append(document.createTextNode(data.text));
@@ -237,13 +278,23 @@
       }
       if (!finished) markIncomplete(answer);
       finished = true;
+      say("");
     } catch (error) {
-      if (!finished) markIncomplete(answer, "서버에 연결하지 못했습니다.");
+      if (error.message === "logged out") {
+        // on the way to /login (logged out in another tab, or the session ended): the text
+        // waits in this tab's storage for the same user's next log-in here
+        sessionStorage.setItem(DRAFT, JSON.stringify({ user, text }));
+        return;
+      }
+      if (!accepted) notSent(question, answer, text, "서버에 연결하지 못했습니다.");
+      else if (!finished) {
+        markIncomplete(answer, DROPPED);
+        say(DROPPED, true);
+      }
     } finally {
       answer.removeAttribute("aria-busy");
       busy = false;
       sendButton.disabled = false;
-      say("");
       input.focus();
     }
   }
@@ -263,6 +314,11 @@
     event.preventDefault();
     const text = input.value.trim();
     if (!text || busy) return;
+    const length = [...text].length; // characters, as the server counts them
+    if (length > maxChars) {
+      say(`메시지는 ${maxChars}자까지 보낼 수 있습니다 (지금 ${length}자). 나눠서 보내 주세요.`, true);
+      return;
+    }
     input.value = "";
     grow();
     send(text);
@@ -280,6 +336,9 @@
   document.querySelector('[data-testid="new-conversation"]').addEventListener("click", startNew);
 
   menuToggle.addEventListener("click", () => {
+    // the drawer opens right under the top bar, however many lines the persona's text takes
+    const top = document.querySelector(".topbar").getBoundingClientRect().bottom;
+    sidebar.style.setProperty("--drawer-top", `${Math.round(top)}px`);
     const open = sidebar.classList.toggle("open");
     menuToggle.setAttribute("aria-expanded", String(open));
   });
@@ -287,6 +346,29 @@
     if (event.key === "Escape") closeSidebar();
   });
 
+  window.addEventListener("unhandledrejection", (event) => {
+    // a list, a conversation or a removal that could not reach the server
+    if (event.reason?.message !== "logged out") {
+      say("서버에 연결하지 못했습니다. 잠시 뒤 다시 시도해 주세요.", true);
+    }
+  });
+
+  function restoreUnsent() {
+    const saved = sessionStorage.getItem(DRAFT);
+    sessionStorage.removeItem(DRAFT);
+    try {
+      const draft = JSON.parse(saved);
+      if (draft && draft.user === user && typeof draft.text === "string" && !input.value) {
+        input.value = draft.text;
+        grow();
+        say("로그아웃되어 보내지 못했던 메시지를 입력창에 되살렸어요.", true);
+      }
+    } catch {
+      // nothing saved, or not ours
+    }
+  }
+
+  restoreUnsent();
   const wanted = new URLSearchParams(window.location.search).get("c");
   Promise.all([
     loadConversations().then(() => (wanted ? openConversation(wanted) : input.focus())),
