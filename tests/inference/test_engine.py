@@ -342,3 +342,30 @@ def test_a_cancelled_answer_frees_its_slot(make_engine):
         engine.answer(ask(engine, QUESTIONS[1]), engine.params(max_new_tokens=8)).completion_tokens
         >= 1
     )
+
+
+def test_the_cache_goes_in_under_the_keyword_the_models_forward_takes():
+    """transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name warns on
+    every call, and goes in 5.40): the engine passes it under the name the model declares,
+    looked up through a PEFT wrapper."""
+    from kotune.inference.slots import cache_keyword
+
+    class Before:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...
+
+    class After:
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+
+    class Wrapped:  # PeftModel's forward takes *args, **kwargs; its base model says
+        def __init__(self, inner):
+            self.inner = inner
+
+        def forward(self, *args, **kwargs): ...
+
+        def get_base_model(self):
+            return self.inner
+
+    assert cache_keyword(Before()) == "past_key_values"
+    assert cache_keyword(After()) == "cache"
+    assert cache_keyword(Wrapped(After())) == "cache"
+    assert cache_keyword(Wrapped(Before())) == "past_key_values"

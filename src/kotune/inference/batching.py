@@ -61,6 +61,9 @@ class Batcher:
         )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.device = next(model.parameters()).device
+        from kotune.inference.slots import cache_keyword
+
+        self.cache_keyword = cache_keyword(model)
         self.pending: collections.deque[Request] = collections.deque()
         self.rows: list[Row] = []
         self.condition = threading.Condition()
@@ -217,8 +220,8 @@ class Batcher:
             input_ids=ids.to(self.device),
             position_ids=positions.to(self.device),
             attention_mask=self.cache.prefill_mask(lengths, width),
-            past_key_values=self.cache.view(first, first + len(prompts), cursor),
             use_cache=True,
+            **{self.cache_keyword: self.cache.view(first, first + len(prompts), cursor)},
             logits_to_keep=1,
         )
         return output.logits[:, -1]
@@ -272,8 +275,8 @@ class Batcher:
             input_ids=ids[:, None],
             position_ids=positions[:, None],
             attention_mask=decode_mask(first, t, self.cache.context, self.cache.dtype),
-            past_key_values=cache,
             use_cache=True,
+            **{self.cache_keyword: cache},
             logits_to_keep=1,
         )
         logits = adjust_logits(output.logits[:, -1], seen, bias, penalty)

@@ -75,6 +75,16 @@ class Capture(CacheLayerMixin):
         return -1
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward() keyword that takes the KV cache: `cache` from transformers 5.24 on (where
+    `past_key_values` is deprecated, to be removed in 5.40), `past_key_values` before."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+    parameters = inspect.signature(inner.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def kv_shapes(model: Any) -> list[tuple[tuple[int, ...], tuple[int, ...], Any]]:
     """(key shape, value shape, dtype) per layer for one token, read off a one-token forward:
     kv heads and head dims differ by family (GQA, GPT-NeoX's fused qkv), the model knows best."""
@@ -86,8 +96,8 @@ def kv_shapes(model: Any) -> list[tuple[tuple[int, ...], tuple[int, ...], Any]]:
         model(
             input_ids=torch.zeros((1, 1), dtype=torch.long, device=device),
             position_ids=torch.zeros((1, 1), dtype=torch.long, device=device),
-            past_key_values=Cache(layers=layers),
             use_cache=True,
+            **{cache_keyword(model): Cache(layers=layers)},
         )
     return [(tuple(c.keys.shape), tuple(c.values.shape), c.keys.dtype) for c in layers]
 
