@@ -29,24 +29,31 @@ FLAGS = [
 ]
 HOSTILE = "<img src=x onerror=\"window.__pwned='img'\"><script>window.__pwned='script'</script>"
 
-pytestmark = pytest.mark.skipif(
+NEEDS_CHROMIUM = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
 )
+pytestmark = NEEDS_CHROMIUM
 
 
-@pytest.fixture
-def browser(tmp_path, monkeypatch):
+def start_chromium(profile: Path):
+    """Debian's headless Chromium through /usr/bin/chromedriver, offline, with its own profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not try to download
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not try to download
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,860"]:
+    for flag in [*FLAGS, f"--user-data-dir={profile}", "--window-size=1280,860"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_chromium(tmp_path / "profile")
     yield driver
     driver.quit()
 

@@ -11,18 +11,14 @@ import contextlib
 import socket
 import struct
 import threading
-from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, ServerThread, start_web, unique_name
-from test_browser import CHROMEDRIVER, CHROMIUM, FLAGS, answered, by_testid, messages, wait
+from test_browser import NEEDS_CHROMIUM, answered, by_testid, messages, start_chromium, wait
 
 from kotune.serving.backend import Persona
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
+pytestmark = NEEDS_CHROMIUM
 
 # a description long enough to take three lines at phone width: the drawer must still open
 # under the top bar, not over its buttons
@@ -50,19 +46,7 @@ def site(scripted, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chrome(tmp_path_factory):
-    import os
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not try to download
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("profile")
-    for flag in [*FLAGS, f"--user-data-dir={profile}", "--window-size=1280,860"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
+    driver = start_chromium(tmp_path_factory.mktemp("profile"))
     yield driver
     driver.quit()
 
